@@ -1,0 +1,179 @@
+"""The orchestrator: wires the configured source, the pipeline and every output of one line.
+
+    gateway = Gateway(config)
+    gateway.start()              # outputs up: broker, Modbus server, PLC simulator, MQTT, reject log
+    gateway.run(stop_event)      # inspect until the source ends or stop_event is set, then drain
+    summary = gateway.close()    # flush and stop everything, in dependency order
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import date
+
+from plc.registers import RegisterImage, Status
+from plc.server import StationServer
+from plc.simulator import PlcCounts, PlcSimulator
+from vision.reader import open_reader
+
+from .broker import start_embedded_broker
+from .config import Config
+from .ioloop import IoLoop
+from .mqtt import MqttPublisher
+from .pipeline import Pipeline, Verdict
+from .reasons import result_code
+from .records import LineContext, item_record
+from .rejects import RejectLog
+from .sources import open_source
+from .stats import LineStats, Snapshot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the running line can be watched from outside."""
+
+    mqtt: tuple[str, int] | None
+    mqtt_broker: str | None  # "mosquitto" / "amqtt" when embedded
+    topic_root: str | None
+    modbus: tuple[str, int] | None
+
+
+@dataclass(frozen=True)
+class Summary:
+    stats: Snapshot
+    plc: PlcCounts | None
+    mqtt_sent: int
+    mqtt_acknowledged: int
+    rejects_logged: int
+    rejects_failed: int
+    source_error: str | None
+
+    @property
+    def clean(self) -> bool:
+        """True when every output received everything."""
+        return (
+            self.source_error is None
+            and self.mqtt_sent == self.mqtt_acknowledged
+            and self.rejects_failed == 0
+            and (self.plc is None or self.plc.missed == 0)
+        )
+
+
+class Gateway:
+    def __init__(self, config: Config, today: Callable[[], date] = date.today) -> None:
+        self.config = config
+        self.stats = LineStats()
+        self.context = LineContext(config.line.site, config.line.name, config.job.id, LineContext.new_run_id())
+        self.source = open_source(config, today=today())
+        self.pipeline = Pipeline(config, open_reader(config.vision.decoder, try_invert=config.vision.try_invert),
+                                 self._emit, today=today)
+        self.registers = RegisterImage()
+        self.io = IoLoop()
+        self.mqtt: MqttPublisher | None = None
+        self.rejects: RejectLog | None = None
+        self.plc_simulator: PlcSimulator | None = None
+        self.endpoints = Endpoints(None, None, None, None)
+        self._teardown = contextlib.ExitStack()
+
+    def start(self) -> None:
+        """Bring up every output; on failure, stop what was started and raise."""
+        try:
+            self._start()
+        except BaseException:
+            self._teardown.close()
+            raise
+
+    def _start(self) -> None:
+        config = self.config
+        config.line.data_dir.mkdir(parents=True, exist_ok=True)
+        self.pipeline.warm_up()
+        self.io.start()
+        self._teardown.callback(self.io.stop)
+        modbus_endpoint = mqtt_endpoint = None
+        broker_kind = None
+
+        if config.plc.modbus.enabled:
+            server = StationServer(self.registers, config.plc.modbus.host, config.plc.modbus.port)
+            self.io.run(server.start())
+            self._teardown.callback(lambda: self.io.run(server.stop()))
+            heartbeat = self.io.spawn(self._beat())
+            self._teardown.callback(heartbeat.cancel)
+            modbus_endpoint = (config.plc.modbus.host, config.plc.modbus.port)
+            if config.plc.simulator.enabled:
+                host = "127.0.0.1" if config.plc.modbus.host in ("0.0.0.0", "") else config.plc.modbus.host
+                self.plc_simulator = PlcSimulator(host, config.plc.modbus.port, config.plc.simulator.poll_ms)
+                self.io.run(self.plc_simulator.start())
+                self._teardown.callback(lambda: self.io.run(self.plc_simulator.stop()))
+
+        if config.mqtt.enabled:
+            host, port = config.mqtt.host, config.mqtt.port
+            if not host:
+                broker = start_embedded_broker(port, self.io.loop)
+                self._teardown.callback(broker.close)
+                host, port, broker_kind = broker.host, broker.port, broker.kind
+            self.mqtt = MqttPublisher(config.mqtt, config.line.site, config.line.name, host, port)
+            self.mqtt.start()
+            self._teardown.callback(self.mqtt.close)
+            counters = self.io.spawn(self._publish_counters())
+            self._teardown.callback(counters.cancel)
+            mqtt_endpoint = (host, port)
+
+        if config.rejects.enabled:
+            self.rejects = RejectLog(config.line.data_dir, config.rejects.image_format)
+            self.rejects.start()
+            self._teardown.callback(self.rejects.close)
+
+        self.endpoints = Endpoints(mqtt_endpoint, broker_kind, self.mqtt.root if self.mqtt else None, modbus_endpoint)
+        self.registers.set_status(Status.READY, True)
+        self._teardown.callback(self.registers.set_status, Status.READY, False)
+
+    def run(self, stop: threading.Event) -> int:
+        """Inspect until the source ends or ``stop`` is set; returns the number of items decided."""
+        return self.pipeline.run(self.source, stop)
+
+    def close(self) -> Summary:
+        """Drain and stop every output (reject log, PLC, MQTT, broker) and summarise the run."""
+        self._teardown.close()
+        mqtt, rejects = self.mqtt, self.rejects
+        error = self.pipeline.source_error
+        return Summary(
+            stats=self.stats.snapshot(),
+            plc=self.plc_simulator.counts if self.plc_simulator else None,
+            mqtt_sent=mqtt.sent if mqtt else 0,
+            mqtt_acknowledged=mqtt.acknowledged if mqtt else 0,
+            rejects_logged=rejects.written if rejects else 0,
+            rejects_failed=rejects.failed if rejects else 0,
+            source_error=f"{type(error).__name__}: {error}" if error else None,
+        )
+
+    def _emit(self, verdict: Verdict) -> None:
+        """The pipeline's sink: every verdict to every output, in item order."""
+        self.stats.record(verdict)
+        grade_x10 = int(round(verdict.grade.overall * 10)) if verdict.grade else 0
+        self.registers.publish(verdict.item_id, result_code(verdict.reasons), not verdict.passed, grade_x10)
+        if self.mqtt is None and self.rejects is None:
+            return
+        record = item_record(verdict, self.context)
+        if self.mqtt is not None:
+            self.mqtt.publish_item(record)
+        if self.rejects is not None and not verdict.passed:
+            self.rejects.submit(record, verdict.frame.image)
+
+    async def _beat(self) -> None:
+        while True:
+            self.registers.beat()
+            await asyncio.sleep(1.0)
+
+    async def _publish_counters(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.mqtt.counters_interval_s)
+            snapshot = asdict(self.stats.snapshot())
+            del snapshot["truth_mismatches"]
+            self.mqtt.publish_counters(snapshot)

@@ -1,0 +1,187 @@
+"""The ``udigate`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from .config import Config, ConfigError, demo_config_text, dump_config, load_config, override, parse_config
+from .stats import Snapshot
+
+log = logging.getLogger("udigate")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="udigate", description="UDI Data Matrix inspection gateway for packaging lines")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser("demo", help="run a simulated line with broker, PLC simulator and live status")
+    demo.add_argument("--duration", type=_positive, metavar="SECONDS", help="stop after this time (default: until Ctrl-C)")
+    demo.add_argument("--rate", type=_positive, metavar="PPM", help="items per minute (default: 300)")
+    demo.add_argument("--config", type=Path, metavar="FILE", help="run this configuration instead of the built-in demo")
+    demo.add_argument("--data-dir", type=Path, metavar="DIR", help="where the reject log goes (default: ./udigate-demo)")
+
+    run = commands.add_parser("run", help="run a configured line until stopped (SIGINT/SIGTERM drain and stop)")
+    run.add_argument("--config", type=Path, required=True, metavar="FILE")
+    run.add_argument("--duration", type=_positive, metavar="SECONDS", help="stop after this time")
+
+    check = commands.add_parser("check-config", help="validate a configuration file and print it resolved")
+    check.add_argument("file", type=Path, metavar="FILE")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "check-config":
+            print(dump_config(load_config(args.file)), end="")
+            return 0
+        if args.command == "demo":
+            config = load_config(args.config) if args.config else parse_config(demo_config_text(), "demo.toml")
+            changes = {}
+            if args.rate:
+                changes["source.simulator.rate_ppm"] = args.rate
+            if args.data_dir:
+                changes["line.data_dir"] = str(args.data_dir)
+            return _run_line(override(config, **changes) if changes else config, args.duration, live=True)
+        return _run_line(load_config(args.config), args.duration, live=False)
+    except ConfigError as exc:
+        print(f"udigate: configuration {exc.source} is not valid:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def _run_line(config: Config, duration: float | None, live: bool) -> int:
+    from .app import Gateway  # heavy imports (OpenCV, numba, pymodbus) only when running a line
+
+    console = Console(stderr=False)
+    logging.basicConfig(
+        level=logging.WARNING if live else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    stop = threading.Event()
+
+    def request_stop(signum, frame):
+        if not stop.is_set():
+            log.warning("%s: finishing the items in progress, then stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    try:
+        gateway = Gateway(config)
+        gateway.start()
+    except (OSError, RuntimeError) as exc:
+        print(f"udigate: cannot start the line: {exc}", file=sys.stderr)
+        return 1
+    _print_endpoints(console, gateway)
+
+    decided = threading.Thread(target=gateway.run, args=(stop,), name="pipeline")
+    decided.start()
+    deadline_timer = threading.Timer(duration, stop.set) if duration else None
+    if deadline_timer:
+        deadline_timer.daemon = True
+        deadline_timer.start()
+    if live and console.is_terminal:
+        with Live(_status_table(gateway.stats.snapshot()), console=console, refresh_per_second=4) as view:
+            while decided.is_alive():
+                decided.join(0.25)
+                view.update(_status_table(gateway.stats.snapshot()))
+    else:
+        interval = 5.0 if live else 60.0
+        while decided.is_alive():
+            decided.join(interval)
+            if decided.is_alive():
+                console.print(_status_line(gateway.stats.snapshot()))
+    if deadline_timer:
+        deadline_timer.cancel()
+    summary = gateway.close()
+    _print_summary(console, summary)
+    return 0 if summary.clean else 1
+
+
+def _print_endpoints(console: Console, gateway) -> None:
+    ep = gateway.endpoints
+    config = gateway.config
+    console.print(f"[bold]udigate[/bold] line {config.line.site}/{config.line.name}, source {config.source.kind}, "
+                  f"reject log in {config.line.data_dir}")
+    if ep.mqtt:
+        host, port = ep.mqtt
+        kind = f"embedded {ep.mqtt_broker} broker" if ep.mqtt_broker else "broker"
+        console.print(f"  MQTT ({kind}):  mosquitto_sub -h {host} -p {port} -t '{ep.topic_root}/#' -v")
+    if ep.modbus:
+        host, port = ep.modbus
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        console.print(f"  Modbus TCP:  mbpoll -m tcp -p {port} -a 1 -t 4 -r 1 -c 14 -1 {host}")
+    console.print("  Ctrl-C (or SIGTERM) finishes the items in progress and stops.")
+
+
+def _fmt(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms:.1f}"
+
+
+def _status_line(s: Snapshot) -> str:
+    total = s.latency_ms["total"]
+    reasons = ", ".join(f"{k} {v}" for k, v in s.by_reason.items()) or "none"
+    return (f"{s.items} items ({s.items_per_s:.1f}/s): {s.passed} passed, {s.rejected} rejected ({reasons}); "
+            f"latency p50 {_fmt(total['p50'])} p95 {_fmt(total['p95'])} p99 {_fmt(total['p99'])} ms")
+
+
+def _status_table(s: Snapshot) -> Table:
+    table = Table(title=f"udigate: {s.items} items in {s.elapsed_s:.0f} s, {s.items_per_s:.1f} items/s",
+                  show_header=False, title_justify="left")
+    table.add_column(justify="left")
+    table.add_column(justify="right")
+    table.add_row("passed", str(s.passed))
+    table.add_row("rejected", str(s.rejected))
+    for reason, count in s.by_reason.items():
+        table.add_row(f"  {reason}", str(count))
+    total = s.latency_ms["total"]
+    table.add_row("latency p50 / p95 / p99 ms", f"{_fmt(total['p50'])} / {_fmt(total['p95'])} / {_fmt(total['p99'])}")
+    if s.truth_checked:
+        table.add_row("verdicts = ground truth", f"{s.truth_agreed} / {s.truth_checked}")
+    return table
+
+
+def _print_summary(console: Console, summary) -> None:
+    s = summary.stats
+    console.print()
+    console.print(_status_table(s))
+    stages = Table(title="latency per stage (ms)", title_justify="left")
+    for column in ("stage", "p50", "p95", "p99"):
+        stages.add_column(column, justify="right" if column != "stage" else "left")
+    for stage, q in s.latency_ms.items():
+        stages.add_row(stage, _fmt(q["p50"]), _fmt(q["p95"]), _fmt(q["p99"]))
+    console.print(stages)
+    for mismatch in s.truth_mismatches:
+        console.print(f"  ground truth mismatch: {mismatch}")
+    console.print(f"MQTT: {summary.mqtt_sent} messages sent, {summary.mqtt_acknowledged} acknowledged by the broker")
+    if summary.plc is not None:
+        plc = summary.plc
+        console.print(f"PLC simulator: {plc.results} results read, {plc.rejects} rejects fired, {plc.missed} missed")
+    console.print(f"reject log: {summary.rejects_logged} rejects stored"
+                  + (f", {summary.rejects_failed} FAILED" if summary.rejects_failed else ""))
+    if summary.source_error:
+        console.print(f"[red]the source failed: {summary.source_error}[/red]")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""The line configuration: one validated model, loaded from one TOML file at start.
+
+Every option has a default; config/line-example.toml lists them all with comments and
+config/demo.toml is what ``udigate demo`` runs. Problems are reported per key as
+``key.path = value: expected form`` (see :class:`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tomli_w
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+# ISA-95 style names: no spaces and none of MQTT's special characters + # / $
+Name = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=64)]
+
+
+def gtin_check_digit(body: str) -> int:
+    """GS1 mod-10 check digit for the digits ``body`` (the GTIN without its last digit)."""
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    return (10 - total % 10) % 10
+
+
+def _valid_gtin(value: str) -> str:
+    if not re.fullmatch(r"\d{14}", value):
+        raise ValueError("a GTIN-14: 14 digits, e.g. 06901234567892")
+    if gtin_check_digit(value[:13]) != int(value[13]):
+        raise ValueError(f"a GTIN-14 with a valid check digit (the last digit would be {gtin_check_digit(value[:13])})")
+    return value
+
+
+Gtin = Annotated[str, AfterValidator(_valid_gtin)]
+# GS1 CSET 82 (the characters allowed in lot and serial fields), 1 to 20 of them
+Cset82 = Annotated[str, Field(pattern=r"""^[A-Za-z0-9!"%&'()*+,\-./:;<=>?_]{1,20}$""")]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LineSection(Section):
+    site: Name = "site1"
+    name: Name = "line1"
+    # SQLite database, reject images and other state; relative paths are taken from the
+    # working directory.
+    data_dir: Path = Path("/var/lib/udigate")
+
+
+class JobSection(Section):
+    """The production order the line is packing (expected content of every code)."""
+
+    id: str = ""
+    gtin: Gtin | None = None
+    lot: Cset82 | None = None
+    expiry: date | None = None
+    # Application identifiers every code must carry.
+    required_ais: tuple[Annotated[str, Field(pattern=r"^\d{2,4}$")], ...] = ("01", "17", "10", "21")
+
+
+class DefectMix(Section):
+    """Share of simulated items (0–1) printed with each defect; the rest are good."""
+
+    low_contrast: float = Field(0.0, ge=0, le=1)
+    damaged_finder: float = Field(0.0, ge=0, le=1)
+    no_code: float = Field(0.0, ge=0, le=1)
+    wrong_lot: float = Field(0.0, ge=0, le=1)
+    expired: float = Field(0.0, ge=0, le=1)
+    duplicate_serial: float = Field(0.0, ge=0, le=1)
+    bad_check_digit: float = Field(0.0, ge=0, le=1)
+    missing_separator: float = Field(0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> DefectMix:
+        total = sum(self.model_dump().values())
+        if total > 1:
+            raise ValueError(f"shares that add up to at most 1 (they add up to {total:g})")
+        return self
+
+
+class SimulatorSection(Section):
+    rate_ppm: float = Field(300, ge=0, le=6000)  # items per minute; 0 = as fast as inspected
+    items: int = Field(0, ge=0)  # stop after this many items; 0 = run until stopped
+    width: int = Field(1280, ge=160, le=8192)
+    height: int = Field(960, ge=120, le=8192)
+    module_px: float = Field(6.0, ge=2, le=30)  # pixels per module in the frame
+    rotation_jitter_deg: float = Field(10, ge=0, le=180)
+    perspective: float = Field(0.02, ge=0, le=0.2)  # corner displacement, share of label size
+    blur_sigma: float = Field(0.6, ge=0, le=5)  # Gaussian blur, pixels
+    noise_sigma: float = Field(2.0, ge=0, le=40)  # sensor noise, grey levels
+    lighting: float = Field(0.2, ge=0, le=0.9)  # brightness falls by up to this share across the frame
+    shelf_life_days: int = Field(730, ge=1, le=36500)
+    seed: int | None = None  # fixed seed = the same sequence of items every run
+    defects: DefectMix = DefectMix()
+
+
+class FolderSection(Section):
+    path: Path
+    loop: bool = False
+    rate_ppm: float = Field(0, ge=0, le=60000)  # 0 = as fast as inspected
+
+
+class SourceSection(Section):
+    kind: Literal["simulator", "folder"] = "simulator"
+    simulator: SimulatorSection = SimulatorSection()
+    folder: FolderSection | None = None
+
+    @model_validator(mode="after")
+    def _folder_given(self) -> SourceSection:
+        if self.kind == "folder" and self.folder is None:
+            raise ValueError("a [source.folder] table with path = \"...\" when kind = \"folder\"")
+        return self
+
+
+class VisionSection(Section):
+    decoder: Literal["zxing"] = "zxing"
+    workers: int = Field(2, ge=1, le=32)  # decoding threads
+    queue_size: int = Field(4, ge=1, le=1024)  # frames waiting for a worker
+    roi: tuple[int, ...] | None = None  # [x, y, width, height] in pixels; none = whole frame
+    try_invert: bool = True  # also look for light-on-dark codes (slower)
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_form(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and (len(value) != 4 or min(value[:2]) < 0 or min(value[2:]) <= 0):
+            raise ValueError("[x, y, width, height]: 4 integers, x and y >= 0, width and height > 0")
+        return value
+
+
+class GradingSection(Section):
+    min_grade: float = Field(1.5, ge=0, le=4)  # 1.5 = GS1's 1.5/08/660 for healthcare
+    aperture_modules: float = Field(0.8, gt=0, le=2)  # synthetic aperture, module widths
+
+
+class ModbusSection(Section):
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = Field(502, ge=1, le=65535)
+
+
+class PlcSimulatorSection(Section):
+    enabled: bool = False
+    poll_ms: float = Field(20, ge=1, le=10000)
+
+
+class PlcSection(Section):
+    modbus: ModbusSection = ModbusSection()
+    simulator: PlcSimulatorSection = PlcSimulatorSection()
+
+
+class MqttSection(Section):
+    enabled: bool = True
+    # Empty host: start an embedded broker on 127.0.0.1:port (mosquitto when installed,
+    # otherwise an in-process one); when the port is taken, a free one is used and shown.
+    host: str = ""
+    port: int = Field(1883, ge=1, le=65535)
+    topic_root: str = "udigate/{site}/{line}"
+    qos: Literal[0, 1, 2] = 1
+    client_id: str = ""  # empty = udigate-<site>-<line>
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    counters_interval_s: float = Field(10, gt=0, le=3600)
+
+    @field_validator("topic_root")
+    @classmethod
+    def _topic_root_form(cls, value: str) -> str:
+        try:
+            topic = value.format(site="s", line="l")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("a topic that uses no fields but {site} and {line}") from None
+        if any(c in topic for c in "+#") or topic.startswith("/") or topic.endswith("/"):
+            raise ValueError("a topic without + or # and without a leading or trailing /")
+        return value
+
+
+class RejectLogSection(Section):
+    enabled: bool = True
+    image_format: Literal["png", "jpg"] = "png"
+
+
+class Config(Section):
+    line: LineSection = LineSection()
+    job: JobSection = JobSection()
+    source: SourceSection = SourceSection()
+    vision: VisionSection = VisionSection()
+    grading: GradingSection = GradingSection()
+    plc: PlcSection = PlcSection()
+    mqtt: MqttSection = MqttSection()
+    rejects: RejectLogSection = RejectLogSection()
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; ``problems`` holds one line per bad key."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
+    return validate_config(raw, source)
+
+
+def validate_config(raw: dict[str, Any], source: str = "<config>") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(source, [_describe(e) for e in exc.errors()]) from None
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(path), [f"cannot read the file: {exc}"]) from None
+    return parse_config(text, str(path))
+
+
+def demo_config_text() -> str:
+    """The text of config/demo.toml as installed with udigate."""
+    return resources.files("gateway.configs").joinpath("demo.toml").read_text(encoding="utf-8")
+
+
+def override(config: Config, **changes: Any) -> Config:
+    """A copy of ``config`` with dotted keys changed (``{"source.simulator.rate_ppm": 600}``),
+    validated like a file."""
+    raw = config.model_dump(mode="json", exclude_none=True)
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split(".")
+        node = raw
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return validate_config(raw, "command line")
+
+
+def dump_config(config: Config) -> str:
+    """The resolved configuration as TOML (unset options are left out)."""
+    return tomli_w.dumps(config.model_dump(mode="json", exclude_none=True))
+
+
+def _describe(error: dict[str, Any]) -> str:
+    path = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    message = error["msg"]
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        known = _known_keys(error["loc"][:-1])
+        return f"{path}: unknown key; expected one of: {', '.join(known)}"
+    if kind == "missing":
+        return f"{path}: missing; this key is required"
+    for prefix in ("Value error, ", "Input should be "):
+        if message.startswith(prefix):
+            message = message[len(prefix) :]
+    if message.startswith("String should match pattern"):
+        message = _PATTERN_FORMS.get(error.get("ctx", {}).get("pattern"), message)
+    value = error.get("input")
+    shown = "(a table)" if isinstance(value, dict) else repr(value)
+    if not error["loc"] or kind in ("value_error", "assertion_error") and isinstance(value, dict):
+        # model-level checks (several keys together) carry the key name in the message
+        return f"{path}: expected {message}"
+    return f"{path} = {shown}: expected {message}"
+
+
+_PATTERN_FORMS = {
+    NAME_PATTERN: "a name of letters, digits, '_', '.' or '-' (no spaces, no + # / $)",
+    r"""^[A-Za-z0-9!"%&'()*+,\-./:;<=>?_]{1,20}$""": "1 to 20 characters of GS1 CSET 82 (letters, digits, !\"%&'()*+,-./:;<=>?_)",
+    r"^\d{2,4}$": "a GS1 application identifier of 2 to 4 digits, e.g. \"21\"",
+}
+
+
+def _known_keys(loc: tuple) -> list[str]:
+    model: type[BaseModel] = Config
+    for key in loc:
+        if isinstance(key, int):
+            continue
+        field = model.model_fields.get(str(key))
+        annotation = field.annotation if field else None
+        candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)]
+        submodels = [a for a in candidates if issubclass(a, BaseModel)]
+        if not submodels:
+            return []
+        model = submodels[0]
+    return sorted(model.model_fields)

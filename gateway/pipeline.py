@@ -1,0 +1,241 @@
+"""The inspection pipeline: source → vision → content rules → verdict → outputs.
+
+Threads and queues:
+
+    source thread ──(bounded queue)──► vision workers ──► reorder buffer ──► decision (caller's thread) ──► sink
+
+* The vision queue is bounded. A realtime source (a line that does not wait) never blocks: when
+  the queue is full the item is decided at once as ``not_inspected``, counted and rejected. A
+  non-realtime source (replay, benchmark) waits instead.
+* Vision workers run in parallel; the reorder buffer hands items to the decision stage strictly
+  in item-id order, so outputs stay in line order and serial checks are deterministic.
+* Every triggered item gets exactly one verdict, whatever fails on the way.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+
+from vision.grade import Grade, grade_symbol
+from vision.reader import Reader
+from vision.symbol import Roi, Symbol
+
+from .config import Config
+from .reasons import PRECEDENCE, ordered
+from .rules import Content, Finding, SerialRegistry, check_content
+from .sources import Frame, Source
+
+log = logging.getLogger(__name__)
+
+STAGES = ("capture", "queue", "vision", "reorder", "rules", "total")
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    """What the vision stage saw on one frame."""
+
+    frame: Frame
+    t_queued: float  # when the source handed the frame over
+    t_vision_start: float
+    t_vision_end: float
+    symbols: tuple[Symbol, ...] = ()
+    grade: Grade | None = None
+    finding: Finding | None = None  # why the frame was not inspected (image, overflow, reader failure)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The station's decision for one item."""
+
+    frame: Frame
+    reasons: tuple[str, ...]  # reason codes in precedence order; empty = pass
+    findings: tuple[Finding, ...]  # the specific faults behind the reasons
+    symbol: Symbol | None
+    grade: Grade | None
+    content: Content | None
+    timings_ms: dict[str, float]  # per stage, see STAGES
+    t_decided: float  # time.monotonic()
+
+    @property
+    def item_id(self) -> int:
+        return self.frame.item_id
+
+    @property
+    def passed(self) -> bool:
+        return not self.reasons
+
+
+class ReorderBuffer:
+    """Collects inspections in any order and releases them in item-id order 1, 2, 3 …"""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._pending: dict[int, Inspection] = {}
+        self._next = 1
+        self._last: int | None = None
+
+    def put(self, inspection: Inspection) -> None:
+        with self._cond:
+            self._pending[inspection.frame.item_id] = inspection
+            self._cond.notify()
+
+    def close(self, last_item_id: int) -> None:
+        """No item after ``last_item_id`` will come."""
+        with self._cond:
+            self._last = last_item_id
+            self._cond.notify()
+
+    def __iter__(self):
+        while True:
+            with self._cond:
+                while self._next not in self._pending and (self._last is None or self._next <= self._last):
+                    self._cond.wait()
+                if self._next not in self._pending:
+                    return
+                inspection = self._pending.pop(self._next)
+                self._next += 1
+            yield inspection
+
+
+class Pipeline:
+    """Inspects every frame of a source and hands each verdict to ``sink`` in item order."""
+
+    def __init__(
+        self,
+        config: Config,
+        reader: Reader,
+        sink: Callable[[Verdict], None],
+        serials: SerialRegistry | None = None,
+        today: Callable[[], date] = date.today,
+    ) -> None:
+        self.config = config
+        self.reader = reader
+        self.sink = sink
+        self.serials = serials if serials is not None else SerialRegistry()
+        self.today = today
+        self.roi = Roi(*config.vision.roi) if config.vision.roi else None
+        self.source_error: BaseException | None = None
+
+    def warm_up(self) -> None:
+        """Load the reader's and the rules' tables now rather than on the first item."""
+        self.reader.read(np.full((64, 64), 255, np.uint8))
+        check_content("010690123456789217261231", "]d2", self.config.job, self.today())
+
+    def run(self, source: Source, stop: threading.Event) -> int:
+        """Run until the source ends or ``stop`` is set, then drain: every frame already
+        triggered is inspected and decided. Returns the number of items decided."""
+        frames: queue.Queue[tuple[Frame, float] | None] = queue.Queue(self.config.vision.queue_size)
+        reorder = ReorderBuffer()
+        workers = [
+            threading.Thread(target=self._inspect_frames, args=(frames, reorder), name=f"vision-{i}", daemon=True)
+            for i in range(self.config.vision.workers)
+        ]
+        feeder = threading.Thread(
+            target=self._feed, args=(source, stop, frames, reorder, len(workers)), name="source", daemon=True
+        )
+        for thread in (*workers, feeder):
+            thread.start()
+        decided = 0
+        for inspection in reorder:
+            self.sink(self._decide(inspection))
+            decided += 1
+        feeder.join()
+        for worker in workers:
+            worker.join()
+        return decided
+
+    def _feed(self, source: Source, stop: threading.Event, frames: queue.Queue, reorder: ReorderBuffer, workers: int) -> None:
+        last_item_id = 0
+        try:
+            for frame in source.frames(stop):
+                last_item_id = frame.item_id
+                now = time.monotonic()
+                if frame.image is None:
+                    reorder.put(Inspection(frame, now, now, now, finding=Finding("image_error", frame.error or "no image")))
+                elif not source.realtime:
+                    frames.put((frame, now))
+                else:
+                    try:
+                        frames.put_nowait((frame, now))
+                    except queue.Full:
+                        reorder.put(Inspection(frame, now, now, now, finding=Finding(
+                            "not_inspected", f"all {self.config.vision.workers} vision workers busy and "
+                            f"{self.config.vision.queue_size} frames waiting")))
+        except Exception as exc:  # a failing source ends the run; what was triggered is still decided
+            log.exception("the frame source failed")
+            self.source_error = exc
+        finally:
+            reorder.close(last_item_id)
+            for _ in range(workers):
+                frames.put(None)
+
+    def _inspect_frames(self, frames: queue.Queue, reorder: ReorderBuffer) -> None:
+        aperture = self.config.grading.aperture_modules
+        while (job := frames.get()) is not None:
+            frame, t_queued = job
+            start = time.monotonic()
+            try:
+                symbols = self.reader.read(frame.image, self.roi)
+                grade = grade_symbol(frame.image, symbols[0], aperture) if symbols else None
+                reorder.put(Inspection(frame, t_queued, start, time.monotonic(), symbols, grade))
+            except Exception as exc:
+                log.exception("vision failed on item %d (%s)", frame.item_id, frame.origin)
+                finding = Finding("vision_error", f"{type(exc).__name__}: {exc}")
+                reorder.put(Inspection(frame, t_queued, start, time.monotonic(), finding=finding))
+
+    def _decide(self, inspection: Inspection) -> Verdict:
+        start = time.monotonic()
+        frame = inspection.frame
+        findings: list[Finding] = []
+        symbol = inspection.symbols[0] if inspection.symbols else None
+        content = None
+        serial_key = None
+        if inspection.finding is not None:
+            findings.append(inspection.finding)
+        elif symbol is None:
+            findings.append(Finding("no_read", "no Data Matrix found or decoded"))
+        else:
+            minimum = self.config.grading.min_grade
+            grade = inspection.grade
+            if grade is not None and grade.overall < minimum:
+                failing = ", ".join(f"{name} {grade.parameters[name].value} (grade {grade.parameters[name].grade:g})"
+                                    for name in grade.below(minimum))
+                findings.append(Finding("grade_below_min", f"grade {grade.overall:g} < {minimum:g}: {failing}"))
+            content = check_content(symbol.text, symbol.symbology_identifier, self.config.job, self.today())
+            findings.extend(content.findings)
+            if content.gtin and content.serial:
+                serial_key = (content.gtin, content.serial)
+                if serial_key in self.serials:
+                    findings.append(Finding("duplicate_serial", f"GTIN {content.gtin} serial {content.serial!r} already verified"))
+        findings.sort(key=lambda f: PRECEDENCE[f.code])
+        reasons = ordered(f.code for f in findings)
+        if not reasons and serial_key is not None:
+            self.serials.add(serial_key)
+        decided = time.monotonic()
+        timings = {
+            "capture": inspection.t_queued - frame.t_trigger,
+            "queue": inspection.t_vision_start - inspection.t_queued,
+            "vision": inspection.t_vision_end - inspection.t_vision_start,
+            "reorder": start - inspection.t_vision_end,
+            "rules": decided - start,
+            "total": decided - frame.t_trigger,
+        }
+        return Verdict(
+            frame=frame,
+            reasons=reasons,
+            findings=tuple(findings),
+            symbol=symbol,
+            grade=inspection.grade,
+            content=content,
+            timings_ms={k: round(v * 1000, 3) for k, v in timings.items()},
+            t_decided=decided,
+        )
+

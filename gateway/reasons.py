@@ -1,0 +1,49 @@
+"""Reject reasons: one table shared by the PLC result codes, MQTT records, the reject log and the
+operator's screens. Codes are stable identifiers; never rename one, add a new one instead."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from plc.registers import ResultCode
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    code: str
+    result: ResultCode  # what the PLC is told
+    text: str  # what a line operator reads
+
+
+_TABLE = (
+    Reason("image_error", ResultCode.STATION_ERROR, "the frame could not be captured or read"),
+    Reason("vision_error", ResultCode.STATION_ERROR, "the reader failed on this frame (see the log)"),
+    Reason("not_inspected", ResultCode.NOT_INSPECTED, "the station was busy: item passed uninspected"),
+    Reason("no_read", ResultCode.NO_READ, "no readable Data Matrix on the pack"),
+    Reason("grade_below_min", ResultCode.GRADE_FAIL, "print quality grade below the line's minimum"),
+    Reason("not_gs1", ResultCode.SYNTAX_ERROR, "the code is not a GS1 DataMatrix (no leading FNC1)"),
+    Reason("gs1_syntax", ResultCode.SYNTAX_ERROR, "the GS1 element string cannot be parsed"),
+    Reason("gs1_check_digit", ResultCode.SYNTAX_ERROR, "the GTIN check digit is wrong"),
+    Reason("gs1_missing_separator", ResultCode.SYNTAX_ERROR, "a GS separator is missing: fields run together"),
+    Reason("gs1_missing_ai", ResultCode.SYNTAX_ERROR, "a required element (GTIN, lot, serial, date) is missing"),
+    Reason("date_invalid", ResultCode.SYNTAX_ERROR, "a date in the code is not a valid date"),
+    Reason("wrong_di", ResultCode.CONTENT_MISMATCH, "the GTIN (UDI-DI) is not the production order's"),
+    Reason("wrong_lot", ResultCode.CONTENT_MISMATCH, "the lot is not the production order's"),
+    Reason("wrong_expiry", ResultCode.CONTENT_MISMATCH, "the expiry date is not the production order's"),
+    Reason("expired", ResultCode.CONTENT_MISMATCH, "the expiry date has passed"),
+    Reason("duplicate_serial", ResultCode.DUPLICATE, "this GTIN + serial was already verified"),
+)
+
+REASONS: dict[str, Reason] = {r.code: r for r in _TABLE}
+# Order of precedence when an item has several reasons: the first decides the PLC result code.
+PRECEDENCE: dict[str, int] = {r.code: i for i, r in enumerate(_TABLE)}
+
+
+def ordered(codes) -> tuple[str, ...]:
+    """Reason codes in precedence order, without repeats."""
+    return tuple(sorted(set(codes), key=PRECEDENCE.__getitem__))
+
+
+def result_code(codes: tuple[str, ...]) -> ResultCode:
+    """The PLC result code for an item with these (ordered) reasons."""
+    return REASONS[codes[0]].result if codes else ResultCode.PASS

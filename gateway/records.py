@@ -1,0 +1,67 @@
+"""The item record: one JSON document per decided item, published to the MES and kept in the
+reject log. Its shape is versioned by ``schema``; fields are only ever added within a version.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .pipeline import Verdict
+from .reasons import REASONS, result_code
+
+SCHEMA = "udigate.item/1"
+
+
+@dataclass(frozen=True, slots=True)
+class LineContext:
+    site: str
+    line: str
+    job: str
+    run_id: str  # unique per gateway start: record ids stay unique across restarts
+
+    @staticmethod
+    def new_run_id() -> str:
+        return datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
+def item_record(verdict: Verdict, context: LineContext) -> dict:
+    """The record of one verdict (JSON-ready)."""
+    symbol, content, grade = verdict.symbol, verdict.content, verdict.grade
+    record = {
+        "schema": SCHEMA,
+        "record_id": f"{context.run_id}/{verdict.item_id}",  # idempotency key for consumers
+        "site": context.site,
+        "line": context.line,
+        "job": context.job,
+        "run_id": context.run_id,
+        "item_id": verdict.item_id,
+        "timestamp": verdict.frame.timestamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "verdict": "pass" if verdict.passed else "reject",
+        "result_code": int(result_code(verdict.reasons)),
+        "reasons": [
+            {"code": f.code, "text": REASONS[f.code].text, "detail": f.message} for f in verdict.findings
+        ],
+        "source": verdict.frame.origin,
+        "latency_ms": verdict.timings_ms["total"],
+    }
+    if symbol is not None:
+        record.update(
+            decoder=symbol.decoder,
+            symbology_identifier=symbol.symbology_identifier,
+            data=symbol.text,  # GS separators kept (JSON escapes them as \u001d)
+            data_b64=base64.b64encode(symbol.data).decode("ascii"),
+            symbol_size=f"{symbol.rows}x{symbol.cols}",
+        )
+    if content is not None:
+        record.update(issuer=content.issuer, hri=content.hri, fields=content.fields)
+        if content.expiry is not None:
+            record["expiry"] = content.expiry.isoformat()
+    if grade is not None:
+        record["grade"] = {
+            "overall": grade.overall,
+            "method": grade.method,
+            "parameters": {name: {"value": p.value, "grade": p.grade} for name, p in grade.parameters.items()},
+        }
+    return record

@@ -1,0 +1,159 @@
+"""The station's Modbus register map: one table that the server, the PLC simulator and the
+documentation (docs/plc-register-map.md) all read.
+
+All values are holding registers (function code 3; function code 4 reads the same data as input
+registers). 32-bit values take two registers, high word first ("big-endian word order"); each
+register is big-endian on the wire as Modbus defines.
+
+A PLC that polls slower than results arrive reads the result history: the last
+``HISTORY_LENGTH`` results, each tagged with its sequence number, so no result is ever missed
+as long as the PLC polls at least once per ``HISTORY_LENGTH`` items.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag
+
+
+class ResultCode(IntEnum):
+    """What the station decided for one item (register ``result_code``)."""
+
+    NONE = 0  # no result yet
+    PASS = 1
+    NO_READ = 2
+    GRADE_FAIL = 3
+    CONTENT_MISMATCH = 4
+    DUPLICATE = 5
+    SYNTAX_ERROR = 6
+    NOT_INSPECTED = 7
+    STATION_ERROR = 8
+
+
+class Status(IntFlag):
+    """Bits of register ``status``."""
+
+    READY = 1 << 0  # the station is inspecting
+    RESULT_TOGGLE = 1 << 1  # flips with every new result
+    HEARTBEAT = 1 << 2  # flips once a second while the station runs
+    FAULT = 1 << 3  # an internal fault (camera, decoder, output) needs attention
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    name: str
+    address: int  # 0-based protocol address
+    words: int
+    type: str
+    meaning: str
+
+
+HISTORY_BASE = 16
+HISTORY_LENGTH = 16
+HISTORY_ENTRY_WORDS = 5  # sequence, result code, reject flag, item id (2 words)
+
+REGISTERS: tuple[Register, ...] = (
+    Register("status", 0, 1, "bits", "bit 0 ready, bit 1 result toggle, bit 2 heartbeat (flips at 1 Hz), bit 3 fault"),
+    Register("heartbeat", 1, 1, "uint16", "increments once a second while the station runs (wraps)"),
+    Register("result_seq", 2, 1, "uint16", "sequence number of the latest result, 1, 2, … 65535, 1 (0 = none yet)"),
+    Register("result_code", 3, 1, "uint16", "result code of the latest result (table below)"),
+    Register("reject", 4, 1, "uint16", "1 = reject the item of the latest result, 0 = keep it"),
+    Register("item_id", 5, 2, "uint32", "item id of the latest result (the station's trigger counter)"),
+    Register("grade_x10", 7, 1, "uint16", "overall print grade of the latest result × 10 (0–40; 0 also when unread)"),
+    Register("count_items", 8, 2, "uint32", "items decided since start"),
+    Register("count_pass", 10, 2, "uint32", "items passed since start"),
+    Register("count_reject", 12, 2, "uint32", "items rejected since start"),
+    Register(
+        "history",
+        HISTORY_BASE,
+        HISTORY_LENGTH * HISTORY_ENTRY_WORDS,
+        f"{HISTORY_LENGTH} × 5 words",
+        "the last results, entry k at 16 + 5·(seq mod 16): sequence, result code, reject, item id (uint32)",
+    ),
+)
+
+REGISTER_COUNT = HISTORY_BASE + HISTORY_LENGTH * HISTORY_ENTRY_WORDS
+ADDRESS = {r.name: r.address for r in REGISTERS}
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One decision as the PLC sees it."""
+
+    seq: int
+    item_id: int
+    code: ResultCode
+    reject: bool
+    grade_x10: int = 0
+
+
+def _split32(value: int) -> tuple[int, int]:
+    value &= 0xFFFFFFFF
+    return value >> 16, value & 0xFFFF
+
+
+def join32(high: int, low: int) -> int:
+    return (high << 16) | low
+
+
+def history_slot(seq: int) -> int:
+    """Address of the history entry that holds result ``seq``."""
+    return HISTORY_BASE + HISTORY_ENTRY_WORDS * (seq % HISTORY_LENGTH)
+
+
+def decode_history(registers: list[int]) -> list[Result]:
+    """The results held in a read of the whole map (``registers[0]`` = address 0), oldest first."""
+    entries = []
+    for slot in range(HISTORY_LENGTH):
+        base = HISTORY_BASE + HISTORY_ENTRY_WORDS * slot
+        seq, code, reject, high, low = registers[base : base + HISTORY_ENTRY_WORDS]
+        if seq:
+            entries.append(Result(seq, join32(high, low), ResultCode(code), bool(reject)))
+    # Sequence numbers wrap at 65535 → 1; order by distance behind the newest.
+    newest = registers[ADDRESS["result_seq"]]
+    return sorted(entries, key=lambda r: (newest - r.seq) % 65535, reverse=True)
+
+
+class RegisterImage:
+    """The station's registers in memory; every update is atomic with respect to ``snapshot``."""
+
+    def __init__(self) -> None:
+        self._words = [0] * REGISTER_COUNT
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._counts = [0, 0, 0]  # items, passed, rejected
+
+    def snapshot(self) -> list[int]:
+        with self._lock:
+            return list(self._words)
+
+    def set_status(self, flag: Status, on: bool) -> None:
+        with self._lock:
+            if on:
+                self._words[0] |= flag
+            else:
+                self._words[0] &= ~flag
+
+    def beat(self) -> None:
+        """Advance the heartbeat (call once a second)."""
+        with self._lock:
+            self._words[0] ^= Status.HEARTBEAT
+            self._words[1] = (self._words[1] + 1) & 0xFFFF
+
+    def publish(self, item_id: int, code: ResultCode, reject: bool, grade_x10: int) -> Result:
+        """Present a new result and return it with its sequence number."""
+        with self._lock:
+            self._seq = self._seq % 65535 + 1
+            self._counts[0] += 1
+            self._counts[2 if reject else 1] += 1
+            w = self._words
+            w[0] ^= Status.RESULT_TOGGLE
+            w[2], w[3], w[4] = self._seq, int(code), int(reject)
+            w[5], w[6] = _split32(item_id)
+            w[7] = grade_x10
+            for address, value in zip((8, 10, 12), self._counts):
+                w[address], w[address + 1] = _split32(value)
+            base = history_slot(self._seq)
+            w[base : base + HISTORY_ENTRY_WORDS] = [self._seq, int(code), int(reject), *_split32(item_id)]
+            return Result(self._seq, item_id, code, reject, grade_x10)
