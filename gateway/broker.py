@@ -4,6 +4,8 @@ otherwise amqtt running in-process on the I/O loop."""
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 import logging
 import shutil
 import socket
@@ -65,7 +67,10 @@ class Mosquitto:
 
     def start(self) -> None:
         config = Path(self._folder.name) / "mosquitto.conf"
+        # Run it as our own user: started as root, mosquitto would switch to its "mosquitto"
+        # user, and that switch cancels the parent-death signal that stops it if we are killed.
         config.write_text(
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
             f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
             f"log_dest file {self.log_path}\nlog_type error\nlog_type warning\n{self.extra_config}"
         )

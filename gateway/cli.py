@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -70,7 +71,7 @@ def _positive(text: str) -> float:
 def _run_line(config: Config, duration: float | None, live: bool) -> int:
     from .app import Gateway  # heavy imports (OpenCV, numba, pymodbus) only when running a line
 
-    console = Console(stderr=False)
+    console = Console(soft_wrap=True)
     logging.basicConfig(
         level=logging.WARNING if live else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -89,7 +90,7 @@ def _run_line(config: Config, duration: float | None, live: bool) -> int:
     try:
         gateway = Gateway(config)
         gateway.start()
-    except (OSError, RuntimeError) as exc:
+    except (OSError, RuntimeError, sqlite3.Error) as exc:
         print(f"udigate: cannot start the line: {exc}", file=sys.stderr)
         return 1
     _print_endpoints(console, gateway)

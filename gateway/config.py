@@ -96,7 +96,7 @@ class SimulatorSection(Section):
     noise_sigma: float = Field(2.0, ge=0, le=40)  # sensor noise, grey levels
     lighting: float = Field(0.2, ge=0, le=0.9)  # brightness falls by up to this share across the frame
     shelf_life_days: int = Field(730, ge=1, le=36500)
-    seed: int | None = None  # fixed seed = the same sequence of items every run
+    seed: int | None = Field(None, ge=0)  # fixed seed = the same items (and serials) every run
     defects: DefectMix = DefectMix()
 
 

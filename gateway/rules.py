@@ -61,8 +61,9 @@ def check_content(data: str, symbology_identifier: str, job: JobSection, today: 
             {},
             (Finding("not_gs1", f"symbology identifier {symbology_identifier}: not a GS1 DataMatrix"),),
         )
-    fields, dates, findings, suspect = _parse_element_string(data)
-    for ai in job.required_ais:
+    fields, dates, findings, suspect, complete = _parse_element_string(data)
+    # When parsing stopped early, what follows is unknown: its finding stands alone.
+    for ai in job.required_ais if complete else ():
         if ai in fields:
             continue
         swallowed_by = next(
@@ -94,7 +95,8 @@ def _separator_required(ai: str) -> bool:
 
 
 def _parse_element_string(data: str):
-    """Split a GS1 element string into its fields, noting every syntax fault on the way."""
+    """Split a GS1 element string into its fields, noting every syntax fault on the way.
+    ``complete`` is False when a fault stopped the parse before the end."""
     fields: dict[str, str] = {}
     dates: dict[str, date] = {}
     findings: list[Finding] = []
@@ -109,7 +111,7 @@ def _parse_element_string(data: str):
         except ParseError as exc:
             code = "date_invalid" if rest[:2] in _DATE_AIS else "gs1_syntax"
             findings.append(Finding(code, f"{exc} (at {rest[:24]!r})"))
-            break
+            return fields, dates, findings, suspect, False
         ai = element.ai.ai
         if ai in fields:
             findings.append(Finding("gs1_syntax", f"({ai}) appears twice"))
@@ -121,10 +123,12 @@ def _parse_element_string(data: str):
             findings.append(Finding("gs1_check_digit", element.gtin_error))
         rest = rest[len(ai) + len(element.value) :]
         if rest and element.ai.separator_required and rest[0] != GS:
-            # The field ran to its maximum length and more data follows without a separator.
+            # The field ran to its maximum length and more data follows without a separator:
+            # where the next field starts is unknowable, so parsing stops here.
             suspect.add(ai)
-            findings.append(Finding("gs1_missing_separator", f"({ai}) is not followed by a GS separator"))
-    return fields, dates, findings, suspect
+            findings.append(Finding("gs1_missing_separator", f"({ai}) {element.value!r} is not followed by a GS separator"))
+            return fields, dates, findings, suspect, False
+    return fields, dates, findings, suspect, True
 
 
 class SerialRegistry:

@@ -53,8 +53,9 @@ class LineSimulator:
         self._today = today or date.today()
         self._rng = np.random.default_rng(config.seed)
         self._renderer = FrameRenderer(config)
-        # Serials start with a run token from the clock so that runs never repeat a serial.
-        self._serial_prefix = _base36(int(time.time()) // 2, 6)
+        # Serials start with a run token: from the clock, so that runs never repeat a serial, or
+        # from the seed, so that a seeded run repeats its items exactly.
+        self._serial_prefix = _base36(int(time.time()) // 2 if config.seed is None else config.seed, 6)
         self._verified_serials: deque[str] = deque(maxlen=1000)
         shares = config.defects.model_dump()
         self._defects = ("good", *DEFECTS)

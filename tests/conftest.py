@@ -1,0 +1,91 @@
+"""Shared fixtures: real brokers and peers on loopback, never mocks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+
+from gateway.broker import Mosquitto, free_port
+from gateway.config import Config, demo_config_text, override, parse_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def mosquitto() -> Iterator[Mosquitto]:
+    """A real mosquitto on a free loopback port (installed by ./dev)."""
+    assert shutil.which("mosquitto"), "mosquitto is missing: run the tests through ./dev test"
+    broker = Mosquitto("127.0.0.1", free_port())
+    broker.start()
+    yield broker
+    broker.close()
+
+
+class Subscriber:
+    """Collects every message under a topic filter, in arrival order."""
+
+    def __init__(self, host: str, port: int, topic: str) -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"test-sub-{time.monotonic_ns()}")
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+        self.client.connect(host, port)
+        self.client.loop_start()
+        assert self._subscribed.wait(5), "test subscriber could not subscribe"
+
+    def _on_message(self, client, userdata, message) -> None:
+        with self._lock:
+            self.messages.append((message.topic, message.payload, message.retain))
+
+    def json_on(self, suffix: str) -> list[dict]:
+        with self._lock:
+            return [json.loads(p) for t, p, _ in self.messages if t.endswith(suffix)]
+
+    def wait_for(self, predicate, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.05)
+        return predicate()
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def subscribe():
+    subscribers: list[Subscriber] = []
+
+    def make(host: str, port: int, topic: str = "#") -> Subscriber:
+        subscribers.append(Subscriber(host, port, topic))
+        return subscribers[-1]
+
+    yield make
+    for s in subscribers:
+        s.close()
+
+
+def line_config(tmp_path: Path, **changes) -> Config:
+    """The demo configuration on free ports with its data in ``tmp_path``, plus ``changes``."""
+    base = parse_config(demo_config_text())
+    return override(
+        base,
+        **{
+            "line.data_dir": str(tmp_path / "data"),
+            "plc.modbus.port": free_port(),
+            "mqtt.port": free_port(),
+            **changes,
+        },
+    )

@@ -1,0 +1,128 @@
+import re
+import subprocess
+import sys
+import tomllib
+
+import pytest
+from pydantic import BaseModel
+
+from gateway.config import Config, ConfigError, dump_config, load_config, override, parse_config
+
+from .conftest import REPO
+
+UDIGATE = [sys.executable, "-m", "gateway.cli"]
+
+
+def model_keys(model: type[BaseModel] = Config, prefix: str = "") -> set[str]:
+    """Dotted paths of every option of the configuration model."""
+    keys = set()
+    for name, field in model.model_fields.items():
+        nested = [a for a in (field.annotation, *getattr(field.annotation, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if nested:
+            keys |= model_keys(nested[0], f"{prefix}{name}.")
+        else:
+            keys.add(prefix + name)
+    return keys
+
+
+def file_keys(table: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for name, value in table.items():
+        if isinstance(value, dict):
+            keys |= file_keys(value, f"{prefix}{name}.")
+        else:
+            keys.add(prefix + name)
+    return keys
+
+
+def test_shipped_configs_are_valid():
+    for name in ("demo.toml", "line-example.toml"):
+        load_config(REPO / "config" / name)
+
+
+def test_line_example_documents_every_option():
+    text = (REPO / "config" / "line-example.toml").read_text()
+    # Options without a default are shown commented out; uncommented they must be valid too.
+    uncommented = re.sub(r"^# (\[|[a-z_]+ = )", r"\1", text, flags=re.M)
+    raw = tomllib.loads(uncommented)
+    parse_config(uncommented)
+    assert file_keys(raw) == model_keys()
+
+
+def test_demo_matches_defaults_except_what_it_sets():
+    demo = load_config(REPO / "config" / "demo.toml")
+    assert demo.source.simulator.rate_ppm == 300
+    assert demo.plc.simulator.enabled and demo.mqtt.host == ""
+    assert demo.vision == Config().vision
+
+
+def test_problems_name_key_value_and_expected_form():
+    with pytest.raises(ConfigError) as raised:
+        parse_config(
+            """
+            [line]
+            site = "line one"
+            [job]
+            gtin = "06901234567893"
+            [source.simulator]
+            rate_ppm = -5
+            [mqtt]
+            port = "x"
+            bogus = 1
+            """
+        )
+    problems = "\n".join(raised.value.problems)
+    assert "line.site = 'line one': expected a name of letters, digits" in problems
+    assert "job.gtin = '06901234567893': expected a GTIN-14 with a valid check digit (the last digit would be 2)" in problems
+    assert "source.simulator.rate_ppm = -5: expected greater than or equal to 0" in problems
+    assert "mqtt.port = 'x': expected a valid integer" in problems
+    assert "mqtt.bogus: unknown key; expected one of: client_id, counters_interval_s" in problems
+    assert len(raised.value.problems) == 5
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("[source]\nkind = 'folder'\n", 'source: expected a [source.folder] table with path = "..." when kind = "folder"'),
+        ("[source.simulator.defects]\nno_code = 0.7\nexpired = 0.6\n", "source.simulator.defects: expected shares that add up to at most 1 (they add up to 1.3)"),
+        ("[vision]\nroi = [1, 2]\n", "vision.roi = [1, 2]: expected [x, y, width, height]"),
+        ("[mqtt]\ntopic_root = 'a/{plant}'\n", "mqtt.topic_root = 'a/{plant}': expected a topic that uses no fields but {site} and {line}"),
+        ("[job]\nrequired_ais = ['1']\n", "job.required_ais.0 = '1': expected a GS1 application identifier"),
+        ("[job]\nlot = 'A B'\n", "job.lot = 'A B': expected 1 to 20 characters of GS1 CSET 82"),
+        ("[line\n", "not valid TOML"),
+    ],
+)
+def test_each_problem_is_reported_precisely(text, expected):
+    with pytest.raises(ConfigError) as raised:
+        parse_config(text)
+    assert any(expected in p for p in raised.value.problems), raised.value.problems
+
+
+def test_resolved_config_round_trips():
+    config = load_config(REPO / "config" / "line-example.toml")
+    assert parse_config(dump_config(config)) == config
+
+
+def test_override_validates_like_a_file():
+    config = override(Config(), **{"source.simulator.rate_ppm": 600})
+    assert config.source.simulator.rate_ppm == 600
+    with pytest.raises(ConfigError, match="source.simulator.rate_ppm"):
+        override(Config(), **{"source.simulator.rate_ppm": -1})
+
+
+def test_check_config_command(tmp_path):
+    good = subprocess.run([*UDIGATE, "check-config", str(REPO / "config" / "demo.toml")], capture_output=True, text=True)
+    assert good.returncode == 0, good.stderr
+    assert parse_config(good.stdout) == load_config(REPO / "config" / "demo.toml")
+
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[plc.modbus]\nport = 70000\n[mqtt]\nqos = 3\n')
+    bad = subprocess.run([*UDIGATE, "check-config", str(broken)], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stdout == ""
+    assert "plc.modbus.port = 70000: expected less than or equal to 65535" in bad.stderr
+    assert "mqtt.qos = 3: expected 0, 1 or 2" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+    missing = subprocess.run([*UDIGATE, "check-config", str(tmp_path / "nope.toml")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "cannot read the file" in missing.stderr
