@@ -18,7 +18,7 @@ class Reason:
 _TABLE = (
     Reason("image_error", ResultCode.STATION_ERROR, "the frame could not be captured or read"),
     Reason("vision_error", ResultCode.STATION_ERROR, "the reader failed on this frame (see the log)"),
-    Reason("not_inspected", ResultCode.NOT_INSPECTED, "the station was busy: item passed uninspected"),
+    Reason("not_inspected", ResultCode.NOT_INSPECTED, "the station was busy and could not inspect the item"),
     Reason("no_read", ResultCode.NO_READ, "no readable Data Matrix on the pack"),
     Reason("grade_below_min", ResultCode.GRADE_FAIL, "print quality grade below the line's minimum"),
     Reason("not_gs1", ResultCode.SYNTAX_ERROR, "the code is not a GS1 DataMatrix (no leading FNC1)"),

@@ -137,3 +137,11 @@ def test_plc_simulator_catches_up_from_history_and_counts_missed_results():
     assert counts.results == 10 + HISTORY_LENGTH
     assert counts.rejects == 3
     assert [r.item_id for r in counts.seen] == [*range(1, 11), *range(16, 11 + HISTORY_LENGTH + 5)]
+
+
+def test_register_map_document_is_current():
+    from plc.registers import register_map_markdown
+
+    from .conftest import REPO
+
+    assert (REPO / "docs" / "plc-register-map.md").read_text() == register_map_markdown()
