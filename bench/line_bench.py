@@ -53,8 +53,10 @@ class MemoryReplay:
 
 
 def print_stages(title: str, snapshot: Snapshot, elapsed: float) -> None:
-    print(f"\n{title}: {snapshot.items} items in {elapsed:.2f} s = {snapshot.items / elapsed:.1f} items/s "
-          f"({snapshot.items / elapsed * 60:.0f}/min); ground truth {snapshot.truth_agreed}/{snapshot.truth_checked}")
+    print(
+        f"\n{title}: {snapshot.items} items in {elapsed:.2f} s = {snapshot.items / elapsed:.1f} items/s "
+        f"({snapshot.items / elapsed * 60:.0f}/min); ground truth {snapshot.truth_agreed}/{snapshot.truth_checked}"
+    )
     print(f"  {'stage':8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
     for stage in STAGES:
         q = snapshot.latency_ms[stage]
@@ -68,20 +70,25 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="udigate-bench-") as data:
-        config = override(parse_config(demo_config_text()), **{
-            "line.data_dir": data,
-            "source.simulator.rate_ppm": 0,
-            "source.simulator.items": args.items,
-            "source.simulator.seed": 1,
-            "source.simulator.defects": {d: 0.02 for d in DEFECTS},
-            "vision.workers": args.workers,
-            "vision.queue_size": 2 * args.workers,
-            "plc.modbus.port": free_port(),
-            "mqtt.port": free_port(),
-        })
+        config = override(
+            parse_config(demo_config_text()),
+            **{
+                "line.data_dir": data,
+                "source.simulator.rate_ppm": 0,
+                "source.simulator.items": args.items,
+                "source.simulator.seed": 1,
+                "source.simulator.defects": {d: 0.02 for d in DEFECTS},
+                "vision.workers": args.workers,
+                "vision.queue_size": 2 * args.workers,
+                "plc.modbus.port": free_port(),
+                "mqtt.port": free_port(),
+            },
+        )
         sim = config.source.simulator
-        print(f"udigate line benchmark: {args.items} items, {sim.width}x{sim.height} frames, "
-              f"{sim.module_px} px/module, {args.workers} vision workers")
+        print(
+            f"udigate line benchmark: {args.items} items, {sim.width}x{sim.height} frames, "
+            f"{sim.module_px} px/module, {args.workers} vision workers"
+        )
 
         started = time.perf_counter()
         frames = list(LineSimulator(sim, config.job, today=date.today()).frames(threading.Event()))
@@ -103,20 +110,30 @@ def main() -> int:
         elapsed = time.perf_counter() - started
         summary = gateway.close()
         print_stages("whole simulated line (rendering + pipeline + MQTT + Modbus + reject log)", summary.stats, elapsed)
-        print(f"  MQTT {summary.mqtt_acknowledged}/{summary.mqtt_sent} acknowledged; PLC simulator read "
-              f"{summary.plc.results} results, missed {summary.plc.missed}; reject log {summary.rejects_logged} entries")
+        print(
+            f"  MQTT {summary.mqtt_acknowledged}/{summary.mqtt_sent} acknowledged; PLC simulator read "
+            f"{summary.plc.results} results, missed {summary.plc.missed}; reject log {summary.rejects_logged} entries"
+        )
 
     bare = []
     for frame in frames:
         t = time.perf_counter()
-        zxingcpp.read_barcodes(frame.image, formats=zxingcpp.BarcodeFormat.DataMatrix, text_mode=zxingcpp.TextMode.Plain,
-                               try_invert=config.vision.try_invert)
+        zxingcpp.read_barcodes(
+            frame.image,
+            formats=zxingcpp.BarcodeFormat.DataMatrix,
+            text_mode=zxingcpp.TextMode.Plain,
+            try_invert=config.vision.try_invert,
+        )
         bare.append((time.perf_counter() - t) * 1000)
     zxing_p50 = statistics.median(bare)
-    print(f"\nvision stage p50 {vision_p50:.2f} ms (decode + grade, {args.workers} workers in parallel) vs bare "
-          f"zxing-cpp read p50 {zxing_p50:.2f} ms (one thread): ratio {vision_p50 / zxing_p50:.2f}")
-    print(f"peak memory (RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB "
-          f"(includes {len(frames)} frames held for replay, {len(frames) * sim.width * sim.height / 2**20:.0f} MiB)")
+    print(
+        f"\nvision stage p50 {vision_p50:.2f} ms (decode + grade, {args.workers} workers in parallel) vs bare "
+        f"zxing-cpp read p50 {zxing_p50:.2f} ms (one thread): ratio {vision_p50 / zxing_p50:.2f}"
+    )
+    print(
+        f"peak memory (RSS): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB "
+        f"(includes {len(frames)} frames held for replay, {len(frames) * sim.width * sim.height / 2**20:.0f} MiB)"
+    )
     return 0
 
 

@@ -1,9 +1,9 @@
 """The orchestrator: wires the configured source, the pipeline and every output of one line.
 
-    gateway = Gateway(config)
-    gateway.start()              # outputs up: broker, Modbus server, PLC simulator, MQTT, reject log
-    gateway.run(stop_event)      # inspect until the source ends or stop_event is set, then drain
-    summary = gateway.close()    # flush and stop everything, in dependency order
+gateway = Gateway(config)
+gateway.start()              # outputs up: broker, Modbus server, PLC simulator, MQTT, reject log
+gateway.run(stop_event)      # inspect until the source ends or stop_event is set, then drain
+summary = gateway.close()    # flush and stop everything, in dependency order
 """
 
 from __future__ import annotations
@@ -72,8 +72,9 @@ class Gateway:
         self.stats = LineStats()
         self.context = LineContext(config.line.site, config.line.name, config.job.id, LineContext.new_run_id())
         self.source = open_source(config, today=today())
-        self.pipeline = Pipeline(config, open_reader(config.vision.decoder, try_invert=config.vision.try_invert),
-                                 self._emit, today=today)
+        self.pipeline = Pipeline(
+            config, open_reader(config.vision.decoder, try_invert=config.vision.try_invert), self._emit, today=today
+        )
         self.registers = RegisterImage()
         self.io = IoLoop()
         self.mqtt: MqttPublisher | None = None

@@ -4,9 +4,9 @@ otherwise amqtt running in-process on the I/O loop."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import pwd
-import logging
 import shutil
 import socket
 import subprocess
@@ -79,11 +79,16 @@ class Mosquitto:
             # its last messages through the broker before stopping it.
             self._process = subprocess.Popen(
                 die_with_parent([shutil.which("mosquitto") or "mosquitto", "-c", str(config)]),
-                stdin=subprocess.DEVNULL, stdout=output, stderr=output, start_new_session=True,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=output,
+                start_new_session=True,
             )
         if not wait_for_port(self.host, self.port, 10, alive=lambda: self._process.poll() is None):
             self.stop()
-            raise RuntimeError(f"mosquitto did not start on {self.host}:{self.port}: {self.log_path.read_text()[-500:]}")
+            raise RuntimeError(
+                f"mosquitto did not start on {self.host}:{self.port}: {self.log_path.read_text()[-500:]}"
+            )
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -113,10 +118,12 @@ class InProcessBroker:
         from amqtt.broker import Broker
 
         async def start():
-            self._broker = Broker({
-                "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
-                "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
-            })
+            self._broker = Broker(
+                {
+                    "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+                    "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+                }
+            )
             await self._broker.start()
 
         asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)

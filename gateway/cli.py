@@ -21,14 +21,20 @@ log = logging.getLogger("udigate")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="udigate", description="UDI Data Matrix inspection gateway for packaging lines")
+    parser = argparse.ArgumentParser(
+        prog="udigate", description="UDI Data Matrix inspection gateway for packaging lines"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser("demo", help="run a simulated line with broker, PLC simulator and live status")
-    demo.add_argument("--duration", type=_positive, metavar="SECONDS", help="stop after this time (default: until Ctrl-C)")
+    demo.add_argument(
+        "--duration", type=_positive, metavar="SECONDS", help="stop after this time (default: until Ctrl-C)"
+    )
     demo.add_argument("--rate", type=_positive, metavar="PPM", help="items per minute (default: 300)")
     demo.add_argument("--config", type=Path, metavar="FILE", help="run this configuration instead of the built-in demo")
-    demo.add_argument("--data-dir", type=Path, metavar="DIR", help="where the reject log goes (default: ./udigate-demo)")
+    demo.add_argument(
+        "--data-dir", type=Path, metavar="DIR", help="where the reject log goes (default: ./udigate-demo)"
+    )
 
     run = commands.add_parser("run", help="run a configured line until stopped (SIGINT/SIGTERM drain and stop)")
     run.add_argument("--config", type=Path, required=True, metavar="FILE")
@@ -122,8 +128,10 @@ def _run_line(config: Config, duration: float | None, live: bool) -> int:
 def _print_endpoints(console: Console, gateway) -> None:
     ep = gateway.endpoints
     config = gateway.config
-    console.print(f"[bold]udigate[/bold] line {config.line.site}/{config.line.name}, source {config.source.kind}, "
-                  f"reject log in {config.line.data_dir}")
+    console.print(
+        f"[bold]udigate[/bold] line {config.line.site}/{config.line.name}, source {config.source.kind}, "
+        f"reject log in {config.line.data_dir}"
+    )
     if ep.mqtt:
         host, port = ep.mqtt
         kind = f"embedded {ep.mqtt_broker} broker" if ep.mqtt_broker else "broker"
@@ -142,13 +150,18 @@ def _fmt(ms: float | None) -> str:
 def _status_line(s: Snapshot) -> str:
     total = s.latency_ms["total"]
     reasons = ", ".join(f"{k} {v}" for k, v in s.by_reason.items()) or "none"
-    return (f"{s.items} items ({s.items_per_s:.1f}/s): {s.passed} passed, {s.rejected} rejected ({reasons}); "
-            f"latency p50 {_fmt(total['p50'])} p95 {_fmt(total['p95'])} p99 {_fmt(total['p99'])} ms")
+    return (
+        f"{s.items} items ({s.items_per_s:.1f}/s): {s.passed} passed, {s.rejected} rejected ({reasons}); "
+        f"latency p50 {_fmt(total['p50'])} p95 {_fmt(total['p95'])} p99 {_fmt(total['p99'])} ms"
+    )
 
 
 def _status_table(s: Snapshot) -> Table:
-    table = Table(title=f"udigate: {s.items} items in {s.elapsed_s:.0f} s, {s.items_per_s:.1f} items/s",
-                  show_header=False, title_justify="left")
+    table = Table(
+        title=f"udigate: {s.items} items in {s.elapsed_s:.0f} s, {s.items_per_s:.1f} items/s",
+        show_header=False,
+        title_justify="left",
+    )
     table.add_column(justify="left")
     table.add_column(justify="right")
     table.add_row("passed", str(s.passed))
@@ -178,8 +191,10 @@ def _print_summary(console: Console, summary) -> None:
     if summary.plc is not None:
         plc = summary.plc
         console.print(f"PLC simulator: {plc.results} results read, {plc.rejects} rejects fired, {plc.missed} missed")
-    console.print(f"reject log: {summary.rejects_logged} rejects stored"
-                  + (f", {summary.rejects_failed} FAILED" if summary.rejects_failed else ""))
+    console.print(
+        f"reject log: {summary.rejects_logged} rejects stored"
+        + (f", {summary.rejects_failed} FAILED" if summary.rejects_failed else "")
+    )
     if summary.source_error:
         console.print(f"[red]the source failed: {summary.source_error}[/red]")
 

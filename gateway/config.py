@@ -38,7 +38,9 @@ def _valid_gtin(value: str) -> str:
 
 Gtin = Annotated[str, AfterValidator(_valid_gtin)]
 # GS1 CSET 82 (the characters allowed in lot and serial fields), 1 to 20 of them
-Cset82 = Annotated[str, Field(pattern=r"""^[A-Za-z0-9!"%&'()*+,\-./:;<=>?_]{1,20}$""")]
+CSET82_PATTERN = r"""^[A-Za-z0-9!"%&'()*+,\-./:;<=>?_]{1,20}$"""
+Cset82 = Annotated[str, Field(pattern=CSET82_PATTERN)]
+AI_PATTERN = r"^\d{2,4}$"
 
 
 class Section(BaseModel):
@@ -61,7 +63,7 @@ class JobSection(Section):
     lot: Cset82 | None = None
     expiry: date | None = None
     # Application identifiers every code must carry.
-    required_ais: tuple[Annotated[str, Field(pattern=r"^\d{2,4}$")], ...] = ("01", "17", "10", "21")
+    required_ais: tuple[Annotated[str, Field(pattern=AI_PATTERN)], ...] = ("01", "17", "10", "21")
 
 
 class DefectMix(Section):
@@ -114,7 +116,7 @@ class SourceSection(Section):
     @model_validator(mode="after")
     def _folder_given(self) -> SourceSection:
         if self.kind == "folder" and self.folder is None:
-            raise ValueError("a [source.folder] table with path = \"...\" when kind = \"folder\"")
+            raise ValueError('a [source.folder] table with path = "..." when kind = "folder"')
         return self
 
 
@@ -273,8 +275,8 @@ def _describe(error: dict[str, Any]) -> str:
 
 _PATTERN_FORMS = {
     NAME_PATTERN: "a name of letters, digits, '_', '.' or '-' (no spaces, no + # / $)",
-    r"""^[A-Za-z0-9!"%&'()*+,\-./:;<=>?_]{1,20}$""": "1 to 20 characters of GS1 CSET 82 (letters, digits, !\"%&'()*+,-./:;<=>?_)",
-    r"^\d{2,4}$": "a GS1 application identifier of 2 to 4 digits, e.g. \"21\"",
+    CSET82_PATTERN: "1 to 20 characters of GS1 CSET 82 (letters, digits, !\"%&'()*+,-./:;<=>?_)",
+    AI_PATTERN: 'a GS1 application identifier of 2 to 4 digits, e.g. "21"',
 }
 
 

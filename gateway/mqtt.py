@@ -71,8 +71,12 @@ class MqttPublisher:
         with self._acked:
             complete = self._acked.wait_for(lambda: self.acknowledged >= self.sent, timeout)
         if not complete:
-            log.error("MQTT: %d records not acknowledged by %s:%d at shutdown",
-                      self.sent - self.acknowledged, self.host, self.port)
+            log.error(
+                "MQTT: %d records not acknowledged by %s:%d at shutdown",
+                self.sent - self.acknowledged,
+                self.host,
+                self.port,
+            )
         self._closing = True
         self._client.disconnect()
         self._client.loop_stop()

@@ -152,23 +152,37 @@ class Pipeline:
             worker.join()
         return decided
 
-    def _feed(self, source: Source, stop: threading.Event, frames: queue.Queue, reorder: ReorderBuffer, workers: int) -> None:
+    def _feed(
+        self, source: Source, stop: threading.Event, frames: queue.Queue, reorder: ReorderBuffer, workers: int
+    ) -> None:
         last_item_id = 0
         try:
             for frame in source.frames(stop):
                 last_item_id = frame.item_id
                 now = time.monotonic()
                 if frame.image is None:
-                    reorder.put(Inspection(frame, now, now, now, finding=Finding("image_error", frame.error or "no image")))
+                    reorder.put(
+                        Inspection(frame, now, now, now, finding=Finding("image_error", frame.error or "no image"))
+                    )
                 elif not source.realtime:
                     frames.put((frame, now))
                 else:
                     try:
                         frames.put_nowait((frame, now))
                     except queue.Full:
-                        reorder.put(Inspection(frame, now, now, now, finding=Finding(
-                            "not_inspected", f"all {self.config.vision.workers} vision workers busy and "
-                            f"{self.config.vision.queue_size} frames waiting")))
+                        reorder.put(
+                            Inspection(
+                                frame,
+                                now,
+                                now,
+                                now,
+                                finding=Finding(
+                                    "not_inspected",
+                                    f"all {self.config.vision.workers} vision workers busy and "
+                                    f"{self.config.vision.queue_size} frames waiting",
+                                ),
+                            )
+                        )
         except Exception as exc:  # a failing source ends the run; what was triggered is still decided
             log.exception("the frame source failed")
             self.source_error = exc
@@ -206,15 +220,19 @@ class Pipeline:
             minimum = self.config.grading.min_grade
             grade = inspection.grade
             if grade is not None and grade.overall < minimum:
-                failing = ", ".join(f"{name} {grade.parameters[name].value} (grade {grade.parameters[name].grade:g})"
-                                    for name in grade.below(minimum))
+                failing = ", ".join(
+                    f"{name} {grade.parameters[name].value} (grade {grade.parameters[name].grade:g})"
+                    for name in grade.below(minimum)
+                )
                 findings.append(Finding("grade_below_min", f"grade {grade.overall:g} < {minimum:g}: {failing}"))
             content = check_content(symbol.text, symbol.symbology_identifier, self.config.job, self.today())
             findings.extend(content.findings)
             if content.gtin and content.serial:
                 serial_key = (content.gtin, content.serial)
                 if serial_key in self.serials:
-                    findings.append(Finding("duplicate_serial", f"GTIN {content.gtin} serial {content.serial!r} already verified"))
+                    findings.append(
+                        Finding("duplicate_serial", f"GTIN {content.gtin} serial {content.serial!r} already verified")
+                    )
         findings.sort(key=lambda f: PRECEDENCE[f.code])
         reasons = ordered(f.code for f in findings)
         if not reasons and serial_key is not None:
@@ -238,4 +256,3 @@ class Pipeline:
             timings_ms={k: round(v * 1000, 3) for k, v in timings.items()},
             t_decided=decided,
         )
-

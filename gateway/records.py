@@ -40,9 +40,7 @@ def item_record(verdict: Verdict, context: LineContext) -> dict:
         "timestamp": verdict.frame.timestamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "verdict": "pass" if verdict.passed else "reject",
         "result_code": int(result_code(verdict.reasons)),
-        "reasons": [
-            {"code": f.code, "text": REASONS[f.code].text, "detail": f.message} for f in verdict.findings
-        ],
+        "reasons": [{"code": f.code, "text": REASONS[f.code].text, "detail": f.message} for f in verdict.findings],
         "source": verdict.frame.origin,
         "latency_ms": verdict.timings_ms["total"],
     }

@@ -117,9 +117,21 @@ class RejectLog:
             db.execute(
                 "INSERT OR REPLACE INTO rejects (record_id, run_id, item_id, timestamp, site, line, job, reason,"
                 " reasons, data, grade, image, record) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (record["record_id"], record["run_id"], record["item_id"], record["timestamp"], record["site"],
-                 record["line"], record["job"], codes[0], json.dumps(codes), record.get("data"), grade,
-                 image_path, record_path),
+                (
+                    record["record_id"],
+                    record["run_id"],
+                    record["item_id"],
+                    record["timestamp"],
+                    record["site"],
+                    record["line"],
+                    record["job"],
+                    codes[0],
+                    json.dumps(codes),
+                    record.get("data"),
+                    grade,
+                    image_path,
+                    record_path,
+                ),
             )
 
 

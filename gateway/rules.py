@@ -71,10 +71,13 @@ def check_content(data: str, symbology_identifier: str, job: JobSection, today: 
         )
         if swallowed_by is not None:
             suspect.add(swallowed_by)
-            findings.append(Finding(
-                "gs1_missing_separator",
-                f"({swallowed_by}) {fields[swallowed_by]!r} contains ({ai}): the GS separator before ({ai}) is missing",
-            ))
+            findings.append(
+                Finding(
+                    "gs1_missing_separator",
+                    f"({swallowed_by}) {fields[swallowed_by]!r} contains ({ai}): "
+                    f"the GS separator before ({ai}) is missing",
+                )
+            )
         else:
             findings.append(Finding("gs1_missing_ai", f"required ({ai}) is missing"))
 
@@ -86,7 +89,9 @@ def check_content(data: str, symbology_identifier: str, job: JobSection, today: 
     if expiry is not None and expiry < today:
         findings.append(Finding("expired", f"expiry {expiry.isoformat()} has passed"))
     elif expiry is not None and job.expiry and expiry != job.expiry:
-        findings.append(Finding("wrong_expiry", f"expiry {expiry.isoformat()}, the order says {job.expiry.isoformat()}"))
+        findings.append(
+            Finding("wrong_expiry", f"expiry {expiry.isoformat()}, the order says {job.expiry.isoformat()}")
+        )
     return Content("GS1", fields, tuple(findings), expiry, frozenset(suspect))
 
 
@@ -126,7 +131,9 @@ def _parse_element_string(data: str):
             # The field ran to its maximum length and more data follows without a separator:
             # where the next field starts is unknowable, so parsing stops here.
             suspect.add(ai)
-            findings.append(Finding("gs1_missing_separator", f"({ai}) {element.value!r} is not followed by a GS separator"))
+            findings.append(
+                Finding("gs1_missing_separator", f"({ai}) {element.value!r} is not followed by a GS separator")
+            )
             return fields, dates, findings, suspect, False
     return fields, dates, findings, suspect, True
 

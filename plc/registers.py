@@ -53,7 +53,13 @@ HISTORY_LENGTH = 16
 HISTORY_ENTRY_WORDS = 5  # sequence, result code, reject flag, item id (2 words)
 
 REGISTERS: tuple[Register, ...] = (
-    Register("status", 0, 1, "bits", "bit 0 ready, bit 1 result toggle (flips with every result), bit 2 heartbeat (flips at 1 Hz)"),
+    Register(
+        "status",
+        0,
+        1,
+        "bits",
+        "bit 0 ready, bit 1 result toggle (flips with every result), bit 2 heartbeat (flips at 1 Hz)",
+    ),
     Register("heartbeat", 1, 1, "uint16", "increments once a second while the station runs (wraps)"),
     Register("result_seq", 2, 1, "uint16", "sequence number of the latest result, 1, 2, … 65535, 1 (0 = none yet)"),
     Register("result_code", 3, 1, "uint16", "result code of the latest result (table below)"),
@@ -151,7 +157,7 @@ class RegisterImage:
             w[2], w[3], w[4] = self._seq, int(code), int(reject)
             w[5], w[6] = _split32(item_id)
             w[7] = grade_x10
-            for address, value in zip((8, 10, 12), self._counts):
+            for address, value in zip((8, 10, 12), self._counts, strict=True):
                 w[address], w[address + 1] = _split32(value)
             base = history_slot(self._seq)
             w[base : base + HISTORY_ENTRY_WORDS] = [self._seq, int(code), int(reject), *_split32(item_id)]
@@ -188,12 +194,12 @@ def register_map_markdown() -> str:
         "",
         "Poll the map and compare `result_seq` with the last sequence number you handled. Every",
         f"result since then is in the history (the last {HISTORY_LENGTH}): entry for sequence `s` is at",
-        f"address `{HISTORY_BASE} + {HISTORY_ENTRY_WORDS}·(s mod {HISTORY_LENGTH})` and holds `s`, the result code, the",
-        "reject flag and the item id. Sequence numbers run 1…65535 and wrap to 1 (0 = no result yet).",
+        f"address `{HISTORY_BASE} + {HISTORY_ENTRY_WORDS}·(s mod {HISTORY_LENGTH})` and holds `s`, the result code,",
+        "the reject flag and the item id. Sequence numbers run 1…65535 and wrap to 1 (0 = no result yet).",
         f"A PLC that polls at least once per {HISTORY_LENGTH} items never misses a result.",
         "",
-        "`heartbeat` increments once a second while the station runs; a PLC should raise \"vision",
-        "down\" when it stops changing for a few seconds. `status` bit 0 (ready) is set while the",
+        '`heartbeat` increments once a second while the station runs; a PLC should raise "vision',
+        'down" when it stops changing for a few seconds. `status` bit 0 (ready) is set while the',
         "station is inspecting.",
         "",
     ]

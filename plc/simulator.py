@@ -83,7 +83,7 @@ class PlcSimulator:
                         continue
                 try:
                     registers = await self._poll(client)
-                except (ModbusException, ConnectionError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, ModbusException, ConnectionError) as exc:
                     log.warning("PLC simulator lost the station: %s", exc)
                     self.counts.connected = False
                     client.close()
@@ -122,4 +122,3 @@ class PlcSimulator:
             self.counts.rejects += 1
         if self.record:
             self.counts.seen.append(result)
-

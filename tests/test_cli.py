@@ -11,8 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import tomli_w
-
 from gateway.config import dump_config
 
 from .conftest import line_config
@@ -49,11 +47,19 @@ def test_demo_can_be_watched_with_mosquitto_sub_and_mbpoll(tmp_path):
     demo = start(["demo", "--config", str(config), "--duration", "8", "--rate", "600"], tmp_path)
     endpoints = read_banner(demo)
     host, port, topic = endpoints["mqtt"]
-    messages = subprocess.run(["mosquitto_sub", "-h", host, "-p", port, "-t", topic, "-v", "-C", "6", "-W", "15"],
-                              capture_output=True, text=True, timeout=30).stdout.splitlines()
+    messages = subprocess.run(
+        ["mosquitto_sub", "-h", host, "-p", port, "-t", topic, "-v", "-C", "6", "-W", "15"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout.splitlines()
     mb_host, mb_port = endpoints["modbus"]
-    registers = subprocess.run(["mbpoll", "-m", "tcp", "-p", mb_port, "-a", "1", "-t", "4", "-r", "1", "-c", "14", "-1", mb_host],
-                               capture_output=True, text=True, timeout=30).stdout
+    registers = subprocess.run(
+        ["mbpoll", "-m", "tcp", "-p", mb_port, "-a", "1", "-t", "4", "-r", "1", "-c", "14", "-1", mb_host],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
     out, err = demo.communicate(timeout=60)
     assert demo.returncode == 0, err
     assert len(messages) == 6
@@ -92,16 +98,21 @@ def test_run_with_a_folder_source_ends_with_the_folder(tmp_path):
     frames = tmp_path / "frames"
     frames.mkdir()
     (frames / "a.png").write_bytes(b"not a png")
-    config = write_config(tmp_path, **{"source.kind": "folder", "source.folder": {"path": str(frames)},
-                                       "plc.simulator.enabled": False})
-    run = subprocess.run([*UDIGATE, "run", "--config", str(config)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    config = write_config(
+        tmp_path, **{"source.kind": "folder", "source.folder": {"path": str(frames)}, "plc.simulator.enabled": False}
+    )
+    run = subprocess.run(
+        [*UDIGATE, "run", "--config", str(config)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert run.returncode == 0, run.stderr
     assert "image_error" in run.stdout and "reject log: 1 rejects stored" in run.stdout
 
 
 def test_run_reports_a_missing_folder_and_a_busy_port(tmp_path):
     missing = write_config(tmp_path, **{"source.kind": "folder", "source.folder": {"path": str(tmp_path / "none")}})
-    run = subprocess.run([*UDIGATE, "run", "--config", str(missing)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [*UDIGATE, "run", "--config", str(missing)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert run.returncode == 1
     assert f"source.folder.path: {tmp_path / 'none'} is not a folder" in run.stderr
     assert "Traceback" not in run.stderr
@@ -111,7 +122,9 @@ def test_run_reports_a_missing_folder_and_a_busy_port(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         busy = write_config(tmp_path, **{"plc.modbus.port": port})
-        run = subprocess.run([*UDIGATE, "run", "--config", str(busy)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        run = subprocess.run(
+            [*UDIGATE, "run", "--config", str(busy)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
     assert run.returncode == 1
     assert f"cannot listen for Modbus TCP on 127.0.0.1:{port}" in run.stderr
     assert "Traceback" not in run.stderr
@@ -119,7 +132,13 @@ def test_run_reports_a_missing_folder_and_a_busy_port(tmp_path):
 
 def test_builtin_demo(tmp_path):
     """README command 1 without options (after ./dev set-up): the demo on its embedded defaults."""
-    demo = subprocess.run([*UDIGATE, "demo", "--duration", "4", "--data-dir", str(tmp_path / "demo")],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "120"})
+    demo = subprocess.run(
+        [*UDIGATE, "demo", "--duration", "4", "--data-dir", str(tmp_path / "demo")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "120"},
+    )
     assert demo.returncode == 0, demo.stderr
     assert "verdicts = ground truth" in demo.stdout and (tmp_path / "demo" / "udigate.db").exists()

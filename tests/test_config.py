@@ -17,7 +17,11 @@ def model_keys(model: type[BaseModel] = Config, prefix: str = "") -> set[str]:
     """Dotted paths of every option of the configuration model."""
     keys = set()
     for name, field in model.model_fields.items():
-        nested = [a for a in (field.annotation, *getattr(field.annotation, "__args__", ())) if isinstance(a, type) and issubclass(a, BaseModel)]
+        nested = [
+            a
+            for a in (field.annotation, *getattr(field.annotation, "__args__", ()))
+            if isinstance(a, type) and issubclass(a, BaseModel)
+        ]
         if nested:
             keys |= model_keys(nested[0], f"{prefix}{name}.")
         else:
@@ -73,7 +77,10 @@ def test_problems_name_key_value_and_expected_form():
         )
     problems = "\n".join(raised.value.problems)
     assert "line.site = 'line one': expected a name of letters, digits" in problems
-    assert "job.gtin = '06901234567893': expected a GTIN-14 with a valid check digit (the last digit would be 2)" in problems
+    assert (
+        "job.gtin = '06901234567893': expected a GTIN-14 with a valid check digit (the last digit would be 2)"
+        in problems
+    )
     assert "source.simulator.rate_ppm = -5: expected greater than or equal to 0" in problems
     assert "mqtt.port = 'x': expected a valid integer" in problems
     assert "mqtt.bogus: unknown key; expected one of: client_id, counters_interval_s" in problems
@@ -83,10 +90,19 @@ def test_problems_name_key_value_and_expected_form():
 @pytest.mark.parametrize(
     "text, expected",
     [
-        ("[source]\nkind = 'folder'\n", 'source: expected a [source.folder] table with path = "..." when kind = "folder"'),
-        ("[source.simulator.defects]\nno_code = 0.7\nexpired = 0.6\n", "source.simulator.defects: expected shares that add up to at most 1 (they add up to 1.3)"),
+        (
+            "[source]\nkind = 'folder'\n",
+            'source: expected a [source.folder] table with path = "..." when kind = "folder"',
+        ),
+        (
+            "[source.simulator.defects]\nno_code = 0.7\nexpired = 0.6\n",
+            "source.simulator.defects: expected shares that add up to at most 1 (they add up to 1.3)",
+        ),
         ("[vision]\nroi = [1, 2]\n", "vision.roi = [1, 2]: expected [x, y, width, height]"),
-        ("[mqtt]\ntopic_root = 'a/{plant}'\n", "mqtt.topic_root = 'a/{plant}': expected a topic that uses no fields but {site} and {line}"),
+        (
+            "[mqtt]\ntopic_root = 'a/{plant}'\n",
+            "mqtt.topic_root = 'a/{plant}': expected a topic that uses no fields but {site} and {line}",
+        ),
         ("[job]\nrequired_ais = ['1']\n", "job.required_ais.0 = '1': expected a GS1 application identifier"),
         ("[job]\nlot = 'A B'\n", "job.lot = 'A B': expected 1 to 20 characters of GS1 CSET 82"),
         ("[line\n", "not valid TOML"),
@@ -111,12 +127,14 @@ def test_override_validates_like_a_file():
 
 
 def test_check_config_command(tmp_path):
-    good = subprocess.run([*UDIGATE, "check-config", str(REPO / "config" / "demo.toml")], capture_output=True, text=True)
+    good = subprocess.run(
+        [*UDIGATE, "check-config", str(REPO / "config" / "demo.toml")], capture_output=True, text=True
+    )
     assert good.returncode == 0, good.stderr
     assert parse_config(good.stdout) == load_config(REPO / "config" / "demo.toml")
 
     broken = tmp_path / "broken.toml"
-    broken.write_text('[plc.modbus]\nport = 70000\n[mqtt]\nqos = 3\n')
+    broken.write_text("[plc.modbus]\nport = 70000\n[mqtt]\nqos = 3\n")
     bad = subprocess.run([*UDIGATE, "check-config", str(broken)], capture_output=True, text=True)
     assert bad.returncode == 2
     assert bad.stdout == ""

@@ -24,12 +24,18 @@ def twin_truths(config):
 
 
 def test_every_item_reaches_every_output_with_the_right_verdict(tmp_path, mosquitto, subscribe):
-    config = line_config(tmp_path, **{
-        "mqtt.host": "127.0.0.1", "mqtt.port": mosquitto.port,
-        "source.simulator.rate_ppm": 0, "source.simulator.items": ITEMS, "source.simulator.seed": 5,
-        "source.simulator.defects": {d: 0.07 for d in DEFECTS},
-        "plc.simulator.poll_ms": 5,
-    })
+    config = line_config(
+        tmp_path,
+        **{
+            "mqtt.host": "127.0.0.1",
+            "mqtt.port": mosquitto.port,
+            "source.simulator.rate_ppm": 0,
+            "source.simulator.items": ITEMS,
+            "source.simulator.seed": 5,
+            "source.simulator.defects": {d: 0.07 for d in DEFECTS},
+            "plc.simulator.poll_ms": 5,
+        },
+    )
     truths = twin_truths(config)
     expected_pass = {i for i, t in truths.items() if not t.expected_reasons}
     assert {t.defect for t in truths.values()} == {"good", *DEFECTS}
@@ -47,7 +53,9 @@ def test_every_item_reaches_every_output_with_the_right_verdict(tmp_path, mosqui
     assert summary.clean
 
     # MQTT: every good item published exactly once, every reject once, with its reasons.
-    assert subscriber.wait_for(lambda: len(subscriber.json_on("/verified")) + len(subscriber.json_on("/rejected")) >= ITEMS)
+    assert subscriber.wait_for(
+        lambda: len(subscriber.json_on("/verified")) + len(subscriber.json_on("/rejected")) >= ITEMS
+    )
     verified = subscriber.json_on("/verified")
     rejected = subscriber.json_on("/rejected")
     assert sorted(r["item_id"] for r in verified) == sorted(expected_pass)

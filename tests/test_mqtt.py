@@ -29,7 +29,9 @@ def publish_and_close(host, port, subscribe, count=50):
 
 def test_records_status_and_counters_reach_mosquitto(mosquitto, subscribe):
     subscriber = publish_and_close("127.0.0.1", mosquitto.port, subscribe)
-    assert [r["item_id"] for r in subscriber.json_on("udigate/site-a/line-7/verified")] == [i for i in range(1, 51) if i % 5]
+    assert [r["item_id"] for r in subscriber.json_on("udigate/site-a/line-7/verified")] == [
+        i for i in range(1, 51) if i % 5
+    ]
     assert [r["item_id"] for r in subscriber.json_on("udigate/site-a/line-7/rejected")] == list(range(5, 51, 5))
     assert subscriber.json_on("udigate/site-a/line-7/counters") == [{"items": 50}]
     assert [s["state"] for s in subscriber.json_on("udigate/site-a/line-7/status")] == ["online", "offline"]

@@ -49,9 +49,16 @@ def run_pipeline(config, **kwargs):
 
 def recorded_frames(folder, count, seed=11, suffix="png"):
     """Simulated frames written to ``folder`` as image files, named in item order."""
-    config = override(Config(), **{"job.gtin": "06901234567892", "job.lot": "A2611",
-                                   "source.simulator.rate_ppm": 0, "source.simulator.items": count,
-                                   "source.simulator.seed": seed})
+    config = override(
+        Config(),
+        **{
+            "job.gtin": "06901234567892",
+            "job.lot": "A2611",
+            "source.simulator.rate_ppm": 0,
+            "source.simulator.items": count,
+            "source.simulator.seed": seed,
+        },
+    )
     sim = LineSimulator(config.source.simulator, config.job, today=TODAY)
     truths = []
     for f in sim.frames(threading.Event()):
@@ -68,7 +75,12 @@ def test_folder_replay_with_broken_files(tmp_path):
     config = override(config, **{"source.kind": "folder", "source.folder": {"path": str(tmp_path)}})
     pipeline, verdicts = run_pipeline(config)
     assert [v.frame.origin.rsplit("/", 1)[1] for v in verdicts] == [
-        "frame-001.png", "frame-002.png", "frame-003.png", "frame-003b.jpg", "frame-004.png"]
+        "frame-001.png",
+        "frame-002.png",
+        "frame-003.png",
+        "frame-003b.jpg",
+        "frame-004.png",
+    ]
     assert [v.reasons for v in verdicts] == [(), ("image_error",), (), ("image_error",), ()]
     assert "frame-002.png is not a readable PNG, JPEG or BMP image" in verdicts[1].findings[0].message
     assert pipeline.source_error is None
@@ -76,8 +88,9 @@ def test_folder_replay_with_broken_files(tmp_path):
 
 def test_folder_replay_loops(tmp_path):
     config, _ = recorded_frames(tmp_path, 2)
-    config = override(config, **{"source.kind": "folder",
-                                 "source.folder": {"path": str(tmp_path), "loop": True, "rate_ppm": 6000}})
+    config = override(
+        config, **{"source.kind": "folder", "source.folder": {"path": str(tmp_path), "loop": True, "rate_ppm": 6000}}
+    )
     stop = threading.Event()
     verdicts = []
     pipeline = Pipeline(config, open_reader("zxing"), verdicts.append, today=lambda: TODAY)
@@ -89,11 +102,15 @@ def test_folder_replay_loops(tmp_path):
 
 def test_a_line_faster_than_the_station_gets_not_inspected_items(tmp_path):
     config, _ = recorded_frames(tmp_path, 6, suffix="bmp")  # BMP: reading costs far less than decoding
-    config = override(config, **{
-        "source.kind": "folder",
-        "source.folder": {"path": str(tmp_path), "loop": True, "rate_ppm": 60000},  # 1000 items/s
-        "vision.workers": 1, "vision.queue_size": 1,
-    })
+    config = override(
+        config,
+        **{
+            "source.kind": "folder",
+            "source.folder": {"path": str(tmp_path), "loop": True, "rate_ppm": 60000},  # 1000 items/s
+            "vision.workers": 1,
+            "vision.queue_size": 1,
+        },
+    )
     stop = threading.Event()
     verdicts = []
     pipeline = Pipeline(config, open_reader("zxing"), verdicts.append, today=lambda: TODAY)

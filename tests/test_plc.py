@@ -102,7 +102,9 @@ def test_mbpoll_reads_the_documented_addresses():
         result = await asyncio.to_thread(
             subprocess.run,
             ["mbpoll", "-m", "tcp", "-p", str(port), "-a", "1", "-t", "4", "-r", "1", "-c", "8", "-1", "127.0.0.1"],
-            capture_output=True, text=True, timeout=20,
+            capture_output=True,
+            text=True,
+            timeout=20,
         )
         return result.stdout
 

@@ -9,8 +9,13 @@ from gateway.rejects import SCHEMA_VERSION, RejectLog, open_database
 
 def reject(item_id, reasons=("no_read",)):
     return {
-        "record_id": f"20261123T000000.000000Z/{item_id}", "run_id": "20261123T000000.000000Z",
-        "item_id": item_id, "timestamp": "2026-11-23T08:00:00.000Z", "site": "s", "line": "l", "job": "PO",
+        "record_id": f"20261123T000000.000000Z/{item_id}",
+        "run_id": "20261123T000000.000000Z",
+        "item_id": item_id,
+        "timestamp": "2026-11-23T08:00:00.000Z",
+        "site": "s",
+        "line": "l",
+        "job": "PO",
         "reasons": [{"code": c, "text": "", "detail": ""} for c in reasons],
     }
 
@@ -24,7 +29,9 @@ def test_rejects_are_indexed_with_their_files(tmp_path):
     log.close()
     assert (log.written, log.failed) == (2, 0)
     db = sqlite3.connect(tmp_path / "udigate.db")
-    rows = db.execute("SELECT item_id, reason, reasons, data, grade, image, record FROM rejects ORDER BY item_id").fetchall()
+    rows = db.execute(
+        "SELECT item_id, reason, reasons, data, grade, image, record FROM rejects ORDER BY item_id"
+    ).fetchall()
     assert rows[0][:5] == (1, "grade_below_min", '["grade_below_min", "wrong_lot"]', "01\x1d21", 1.0)
     assert rows[0][5] == "rejects/2026-11-23/20261123T000000.000000Z-00000001.jpg"
     assert (tmp_path / rows[0][5]).stat().st_size > 0

@@ -84,7 +84,7 @@ CSET82 = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 def test_generated_codes(gtin_body, lot, serial):
     gtin = gtin_body + str(gtin_check_digit(gtin_body))
     job = JobSection(gtin=gtin, lot=lot)
-    good = f"01{gtin}17281123" f"10{lot}{GS}21{serial}"
+    good = f"01{gtin}1728112310{lot}{GS}21{serial}"
     assert codes(good, job) == []
     # a wrong check digit is always caught
     bad_gtin = gtin[:13] + str((int(gtin[13]) + 1) % 10)

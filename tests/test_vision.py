@@ -8,7 +8,7 @@ from vision.reader import open_reader
 from vision.symbol import Roi
 
 HRI = "(01)06901234567892(17)281123(10)A2611(21)SER0001"
-ELEMENT_STRING = "010690123456789217281123" "10A2611\x1d21SER0001"
+ELEMENT_STRING = "01069012345678921728112310A2611\x1d21SER0001"
 
 
 def printed(ink: int = 20, paper: int = 220, module_px: int = 8, margin_modules: int = 4, angle: float = 0.0):

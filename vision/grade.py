@@ -53,7 +53,9 @@ def symbol_contrast(image: np.ndarray, symbol: Symbol, aperture_modules: float =
     """
     k = _SAMPLES_PER_MODULE
     size = (int((symbol.cols + 2) * k), int((symbol.rows + 2) * k))
-    grid = np.float32([[k, k], [(symbol.cols + 1) * k, k], [(symbol.cols + 1) * k, (symbol.rows + 1) * k], [k, (symbol.rows + 1) * k]])
+    grid = np.float32(
+        [[k, k], [(symbol.cols + 1) * k, k], [(symbol.cols + 1) * k, (symbol.rows + 1) * k], [k, (symbol.rows + 1) * k]]
+    )
     to_grid = cv2.getPerspectiveTransform(np.float32(symbol.corners), grid)
     patch = cv2.warpPerspective(image, to_grid, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     diameter = max(1, int(round(aperture_modules * k)))

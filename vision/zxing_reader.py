@@ -38,8 +38,7 @@ class ZXingReader:
 def _symbol(barcode: zxingcpp.Barcode, dx: int, dy: int) -> Symbol:
     p = barcode.position
     corners = tuple(
-        (float(c.x + dx), float(c.y + dy))
-        for c in (p.top_left, p.top_right, p.bottom_right, p.bottom_left)
+        (float(c.x + dx), float(c.y + dy)) for c in (p.top_left, p.top_right, p.bottom_right, p.bottom_left)
     )
     rows, cols = (int(n) for n in barcode.extra["Version"].split("x"))
     return Symbol(

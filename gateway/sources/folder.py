@@ -32,7 +32,7 @@ class FolderSource:
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         paths = itertools.cycle(self.files) if self.config.loop else iter(self.files)
-        for path, item_id in zip(paths, triggers(self.config.rate_ppm, stop)):
+        for path, item_id in zip(paths, triggers(self.config.rate_ppm, stop), strict=False):
             t_trigger, timestamp = time.monotonic(), datetime.now(UTC)
             image, error = read_grayscale(path)
             yield Frame(item_id, image, t_trigger, timestamp, str(path), error=error)

@@ -67,10 +67,14 @@ class FrameRenderer:
             canvas[q : q + dark.shape[0], q : q + dark.shape[1]][dark] = round(label.ink)
         if label.smudge:
             # An ink smear across the corner where the finder's solid sides meet.
-            cv2.ellipse(canvas, (q, q + n * s), (int(0.55 * n * s), int(0.45 * n * s)), 30, 0, 360, round(label.ink), -1)
+            cv2.ellipse(
+                canvas, (q, q + n * s), (int(0.55 * n * s), int(0.45 * n * s)), 30, 0, 360, round(label.ink), -1
+            )
         for i, line in enumerate(label.text_lines):
             y = int(line_height * (i + 1) + line_height * 0.3)
-            cv2.putText(canvas, line, (side, y), cv2.FONT_HERSHEY_SIMPLEX, scale, round(label.ink), thickness, cv2.LINE_AA)
+            cv2.putText(
+                canvas, line, (side, y), cv2.FONT_HERSHEY_SIMPLEX, scale, round(label.ink), thickness, cv2.LINE_AA
+            )
         return canvas.astype(np.float32)
 
     def _camera(self, canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -93,8 +97,12 @@ class FrameRenderer:
         cv2.fillConvexPoly(frame, carton.astype(np.int32), float(rng.uniform(120, 160)))
         homography = cv2.getPerspectiveTransform(src, dst)
         cv2.warpPerspective(
-            canvas, homography, (cfg.width, cfg.height), dst=frame,
-            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_TRANSPARENT,
+            canvas,
+            homography,
+            (cfg.width, cfg.height),
+            dst=frame,
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_TRANSPARENT,
         )
         if cfg.lighting:
             frame *= self._light_field(rng)

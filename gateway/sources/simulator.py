@@ -83,10 +83,9 @@ class LineSimulator:
             lot=self.job.lot or DEMO_LOT,
             serial=f"{self._serial_prefix}{item_id:05d}",
         )
-        lot_field = content.lot
         match defect:
             case "wrong_lot":
-                content = replace(content, lot=f"{content.lot[:17]}X{int(self._rng.integers(10, 99))}"[-20:])
+                content = replace(content, lot=f"{content.lot[:17]}X{int(self._rng.integers(10, 99))}")
             case "expired":
                 content = replace(content, expiry=self._today - timedelta(days=int(self._rng.integers(1, 400))))
             case "duplicate_serial":
@@ -94,16 +93,18 @@ class LineSimulator:
             case "bad_check_digit":
                 body = content.gtin[:13]
                 content = replace(content, gtin=body + str((gtin_check_digit(body) + 1) % 10))
-            case "missing_separator":
-                # The printer dropped the GS after the lot: (10) swallows "21" + serial. GS1
-                # limits (10) to 20 characters, so a long serial is cut as a printer would.
-                lot_field = f"{content.lot}21{content.serial}"[:20]
-        ink, paper = (self._rng.uniform(125, 135), self._rng.uniform(195, 210)) if defect == "low_contrast" else (
-            self._rng.uniform(15, 40), self._rng.uniform(200, 225))
-        hri = (
-            f"(01){content.gtin}(11){_yymmdd(content.production)}(17){_yymmdd(content.expiry)}"
-            + (f"(10){lot_field}" if defect == "missing_separator" else f"(10){content.lot}(21){content.serial}")
+        if defect == "missing_separator":
+            # The printer dropped the GS after the lot: (10) swallows "21" + serial. GS1 limits
+            # (10) to 20 characters, so a long serial is cut as a printer would.
+            lot_and_serial = f"(10){(content.lot + '21' + content.serial)[:20]}"
+        else:
+            lot_and_serial = f"(10){content.lot}(21){content.serial}"
+        ink, paper = (
+            (self._rng.uniform(125, 135), self._rng.uniform(195, 210))
+            if defect == "low_contrast"
+            else (self._rng.uniform(15, 40), self._rng.uniform(200, 225))
         )
+        hri = f"(01){content.gtin}(11){_yymmdd(content.production)}(17){_yymmdd(content.expiry)}{lot_and_serial}"
         lines = (
             f"(01) {content.gtin}",
             f"(11) {_yymmdd(content.production)}",
@@ -142,7 +143,9 @@ class LineSimulator:
             case "bad_check_digit":
                 return ("gs1_check_digit",)
             case "missing_separator":
-                return ("gs1_missing_separator",) if "21" in self.job.required_ais else ()
+                if "21" in self.job.required_ais:
+                    return ("gs1_missing_separator",)
+                return ("wrong_lot",) if self.job.lot else ()  # the lot swallowed the serial
         raise AssertionError(defect)
 
 
