@@ -9,13 +9,17 @@ import sqlite3
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from .config import Config, ConfigError, demo_config_text, dump_config, load_config, override, parse_config
-from .stats import Snapshot
+
+if TYPE_CHECKING:
+    from .app import Gateway, Summary
+    from .stats import Snapshot
 
 log = logging.getLogger("udigate")
 
@@ -125,7 +129,7 @@ def _run_line(config: Config, duration: float | None, live: bool) -> int:
     return 0 if summary.clean else 1
 
 
-def _print_endpoints(console: Console, gateway) -> None:
+def _print_endpoints(console: Console, gateway: Gateway) -> None:
     ep = gateway.endpoints
     config = gateway.config
     console.print(
@@ -175,7 +179,7 @@ def _status_table(s: Snapshot) -> Table:
     return table
 
 
-def _print_summary(console: Console, summary) -> None:
+def _print_summary(console: Console, summary: Summary) -> None:
     s = summary.stats
     console.print()
     console.print(_status_table(s))
