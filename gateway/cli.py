@@ -105,28 +105,37 @@ def _run_line(config: Config, duration: float | None, live: bool) -> int:
         return 1
     _print_endpoints(console, gateway)
 
-    decided = threading.Thread(target=gateway.run, args=(stop,), name="pipeline")
-    decided.start()
+    failures: list[Exception] = []
+
+    def inspect_until_stopped() -> None:
+        try:
+            gateway.run(stop)
+        except Exception as exc:  # reported, and the outputs still get closed and flushed
+            log.exception("the line stopped on an internal error")
+            failures.append(exc)
+
+    pipeline = threading.Thread(target=inspect_until_stopped, name="pipeline")
+    pipeline.start()
     deadline_timer = threading.Timer(duration, stop.set) if duration else None
     if deadline_timer:
         deadline_timer.daemon = True
         deadline_timer.start()
     if live and console.is_terminal:
         with Live(_status_table(gateway.stats.snapshot()), console=console, refresh_per_second=4) as view:
-            while decided.is_alive():
-                decided.join(0.25)
+            while pipeline.is_alive():
+                pipeline.join(0.25)
                 view.update(_status_table(gateway.stats.snapshot()))
     else:
         interval = 5.0 if live else 60.0
-        while decided.is_alive():
-            decided.join(interval)
-            if decided.is_alive():
+        while pipeline.is_alive():
+            pipeline.join(interval)
+            if pipeline.is_alive():
                 console.print(_status_line(gateway.stats.snapshot()))
     if deadline_timer:
         deadline_timer.cancel()
     summary = gateway.close()
     _print_summary(console, summary)
-    return 0 if summary.clean else 1
+    return 0 if summary.clean and not failures else 1
 
 
 def _print_endpoints(console: Console, gateway: Gateway) -> None:

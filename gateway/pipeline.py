@@ -144,9 +144,13 @@ class Pipeline:
         for thread in (*workers, feeder):
             thread.start()
         decided = 0
-        for inspection in reorder:
-            self.sink(self._decide(inspection))
-            decided += 1
+        try:
+            for inspection in reorder:
+                self.sink(self._decide(inspection))
+                decided += 1
+        except BaseException:
+            stop.set()  # no more triggers; the source and the workers wind down, the caller gets the error
+            raise
         feeder.join()
         for worker in workers:
             worker.join()

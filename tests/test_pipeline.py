@@ -151,3 +151,18 @@ def test_latency_histogram_percentiles_within_two_percent():
     for q in (50, 95, 99):
         assert histogram.percentile(q) == pytest.approx(np.percentile(values, q), rel=0.02)
     assert LatencyHistogram().percentile(50) is None
+
+
+def test_an_output_failure_stops_the_line_and_reaches_the_caller(tmp_path):
+    config, _ = recorded_frames(tmp_path, 3)
+    config = override(config, **{"source.kind": "folder", "source.folder": {"path": str(tmp_path), "loop": True}})
+
+    def sink(verdict):
+        if verdict.item_id == 3:
+            raise OSError("disk full")
+
+    stop = threading.Event()
+    pipeline = Pipeline(config, open_reader("zxing"), sink, today=lambda: TODAY)
+    with pytest.raises(OSError, match="disk full"):
+        pipeline.run(open_source(config), stop)
+    assert stop.is_set()
