@@ -103,8 +103,16 @@ def _correct_and_decode(raw: np.ndarray, size: SymbolSize, suspect: np.ndarray |
         changed = tuple(int(p) for p in positions[np.flatnonzero(block != raw[positions])])
         erased_positions = tuple(int(positions[e]) for e in erasures)
         corrected[positions] = block
-        stats.append(BlockStats(data_count, size.ec_per_block, reserved, errors, erased,
-                                tuple(sorted(set(changed) | set(erased_positions)))))
+        stats.append(
+            BlockStats(
+                data_count,
+                size.ec_per_block,
+                reserved,
+                errors,
+                erased,
+                tuple(sorted(set(changed) | set(erased_positions))),
+            )
+        )
     data = [int(v) for v in corrected[: size.data_codewords]]
     try:
         message = decode_message(data, size.dmre)

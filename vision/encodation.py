@@ -21,12 +21,42 @@ _X12 = b"\r*> 0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 # ECI assignment number → Python codec (AIM ECI specification); the default is ISO/IEC 8859-1.
 ECI_CODECS = {
-    0: "cp437", 1: "latin-1", 2: "cp437", 3: "latin-1", 4: "iso8859-2", 5: "iso8859-3", 6: "iso8859-4",
-    7: "iso8859-5", 8: "iso8859-6", 9: "iso8859-7", 10: "iso8859-8", 11: "iso8859-9", 12: "iso8859-10",
-    13: "iso8859-11", 15: "iso8859-13", 16: "iso8859-14", 17: "iso8859-15", 18: "iso8859-16",
-    20: "shift_jis", 21: "cp1250", 22: "cp1251", 23: "cp1252", 24: "cp1256", 25: "utf-16-be",
-    26: "utf-8", 27: "ascii", 28: "big5", 29: "gb18030", 30: "euc-kr", 31: "gbk", 32: "gb18030",
-    33: "utf-16-le", 34: "utf-32-be", 35: "utf-32-le", 170: "ascii", 899: "latin-1",
+    0: "cp437",
+    1: "latin-1",
+    2: "cp437",
+    3: "latin-1",
+    4: "iso8859-2",
+    5: "iso8859-3",
+    6: "iso8859-4",
+    7: "iso8859-5",
+    8: "iso8859-6",
+    9: "iso8859-7",
+    10: "iso8859-8",
+    11: "iso8859-9",
+    12: "iso8859-10",
+    13: "iso8859-11",
+    15: "iso8859-13",
+    16: "iso8859-14",
+    17: "iso8859-15",
+    18: "iso8859-16",
+    20: "shift_jis",
+    21: "cp1250",
+    22: "cp1251",
+    23: "cp1252",
+    24: "cp1256",
+    25: "utf-16-be",
+    26: "utf-8",
+    27: "ascii",
+    28: "big5",
+    29: "gb18030",
+    30: "euc-kr",
+    31: "gbk",
+    32: "gb18030",
+    33: "utf-16-le",
+    34: "utf-32-be",
+    35: "utf-32-le",
+    170: "ascii",
+    899: "latin-1",
 }
 
 
@@ -246,7 +276,7 @@ def _edifact(stream: _Stream, out: _Output) -> None:
         for shift in (18, 12, 6, 0):
             value = (packed >> shift) & 0x3F
             if value == 0x1F:  # unlatch; the rest of the codeword is filler
-                stream.position -= (shift // 8)
+                stream.position -= shift // 8
                 return
             out.byte(value | 0x40 if not value & 0x20 else value)
 

@@ -28,6 +28,18 @@ class Layout:
         return self.bit_rows.shape[0]
 
 
+# Bits 1…8 of a codeword around its anchor module (the "utah" shape) …
+_UTAH = ((-2, -2), (-2, -1), (-1, -2), (-1, -1), (-1, 0), (0, -2), (0, -1), (0, 0))
+# … and the four corner shapes (ISO/IEC 16022 Figures F.3–F.6); negative rows and columns count
+# from the bottom and right edges of the mapping matrix.
+_CORNERS = (
+    ((-1, 0), (-1, 1), (-1, 2), (0, -2), (0, -1), (1, -1), (2, -1), (3, -1)),
+    ((-3, 0), (-2, 0), (-1, 0), (0, -4), (0, -3), (0, -2), (0, -1), (1, -1)),
+    ((-3, 0), (-2, 0), (-1, 0), (0, -2), (0, -1), (1, -1), (2, -1), (3, -1)),
+    ((-1, 0), (-1, -1), (0, -3), (0, -2), (0, -1), (1, -3), (1, -2), (1, -1)),
+)
+
+
 @cache
 def layout(size: SymbolSize) -> Layout:
     nrow, ncol = size.mapping_rows, size.mapping_cols
@@ -46,32 +58,26 @@ def layout(size: SymbolSize) -> Layout:
         owner[row, col] = chr_ * 8 + bit
 
     def utah(row: int, col: int, chr_: int) -> None:
-        for bit, (dr, dc) in enumerate(((-2, -2), (-2, -1), (-1, -2), (-1, -1), (-1, 0), (0, -2), (0, -1), (0, 0))):
+        for bit, (dr, dc) in enumerate(_UTAH):
             module(row + dr, col + dc, chr_, bit)
 
-    def corner(cells, chr_: int) -> None:
-        for bit, (r, c) in enumerate(cells):
-            module(r, c, chr_, bit)
+    def corner(shape: int, chr_: int) -> None:
+        for bit, (r, c) in enumerate(_CORNERS[shape]):
+            module(r + nrow if r < 0 else r, c + ncol if c < 0 else c, chr_, bit)
 
-    corners = (
-        ((nrow - 1, 0), (nrow - 1, 1), (nrow - 1, 2), (0, ncol - 2), (0, ncol - 1), (1, ncol - 1), (2, ncol - 1), (3, ncol - 1)),
-        ((nrow - 3, 0), (nrow - 2, 0), (nrow - 1, 0), (0, ncol - 4), (0, ncol - 3), (0, ncol - 2), (0, ncol - 1), (1, ncol - 1)),
-        ((nrow - 3, 0), (nrow - 2, 0), (nrow - 1, 0), (0, ncol - 2), (0, ncol - 1), (1, ncol - 1), (2, ncol - 1), (3, ncol - 1)),
-        ((nrow - 1, 0), (nrow - 1, ncol - 1), (0, ncol - 3), (0, ncol - 2), (0, ncol - 1), (1, ncol - 3), (1, ncol - 2), (1, ncol - 1)),
-    )
     chr_, row, col = 0, 4, 0
     while True:
         if row == nrow and col == 0:
-            corner(corners[0], chr_)
+            corner(0, chr_)
             chr_ += 1
         if row == nrow - 2 and col == 0 and ncol % 4:
-            corner(corners[1], chr_)
+            corner(1, chr_)
             chr_ += 1
         if row == nrow - 2 and col == 0 and ncol % 8 == 4:
-            corner(corners[2], chr_)
+            corner(2, chr_)
             chr_ += 1
         if row == nrow + 4 and col == 2 and not ncol % 8:
-            corner(corners[3], chr_)
+            corner(3, chr_)
             chr_ += 1
         while True:  # sweep up and to the right
             if 0 <= row < nrow and 0 <= col < ncol and owner[row, col] < 0:

@@ -123,4 +123,3 @@ _BY_DIMENSIONS = {(s.rows, s.cols): s for s in SIZES}
 def size_for(rows: int, cols: int) -> SymbolSize | None:
     """The ECC200/DMRE size with these dimensions in modules, if there is one."""
     return _BY_DIMENSIONS.get((rows, cols))
-
