@@ -1,11 +1,22 @@
-"""The reader interface every Data Matrix decoder in udigate implements."""
+"""The reader interface, and udigate's own Data Matrix reader composing the stages:
+
+locate (blobs) → grid (finder L, clock tracks, module centres) → sample (aperture)
+→ decoder (codewords, Reed–Solomon, encodation) → Symbol
+"""
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
 
+from .decoder import DecodeError, decode_modules
+from .grid import Grid, find, grids
+from .locate import locate
+from .placement import layout
+from .sample import sample_modules
 from .symbol import Roi, Symbol
 
 
@@ -35,10 +46,118 @@ def crop(image: np.ndarray, roi: Roi | None) -> tuple[np.ndarray, tuple[int, int
     return image[y0:y1, x0:x1], (x0, y0)
 
 
+class DataMatrixReader:
+    """udigate's own reader: every stage in ``vision``, numba kernels for the pixel work.
+
+    ``polarity``: "dark" (dark modules on light), "light" (light on dark) or "auto" (dark
+    first, light when nothing dark was found). ``aperture``: the sampling aperture for
+    decoding, in module widths. ``size_hint``: the symbol size (rows, cols) when the line knows
+    it — skips counting the clock tracks and rejects symbols of other sizes.
+    """
+
+    name = "udigate"
+
+    def __init__(self, polarity: str = "auto", aperture: float = 0.5, size_hint: tuple[int, int] | None = None) -> None:
+        if polarity not in ("auto", "dark", "light"):
+            raise ValueError(f"polarity {polarity!r}: expected auto, dark or light")
+        self.polarity = polarity
+        self.aperture = aperture
+        self.size_hint = size_hint
+
+    def read(self, image: np.ndarray, roi: Roi | None = None) -> tuple[Symbol, ...]:
+        view, (dx, dy) = crop(image, roi)
+        if view.ndim != 2 or min(view.shape) < 16:
+            return ()
+        view = np.ascontiguousarray(view, dtype=np.uint8)
+        factor = 2 if max(view.shape) >= 640 else 1
+        found: list[Symbol] = []
+        for inverted in {"auto": (False, True), "dark": (False,), "light": (True,)}[self.polarity]:
+            work = 255 - view if inverted else view
+            found += self._read_polarity(work, factor, dx, dy, found)
+            if found:
+                break
+        return tuple(found)
+
+    def _read_polarity(self, work: np.ndarray, factor: int, dx: int, dy: int, known: list[Symbol]) -> list[Symbol]:
+        start = time.perf_counter()
+        candidates = locate(work, factor)
+        located = time.perf_counter()
+        symbols: list[Symbol] = []
+        for candidate in candidates:
+            centre = np.array(candidate.centre) + (dx, dy)
+            if any(_inside(centre, s.corners) for s in (*known, *symbols)):
+                continue
+            t0 = time.perf_counter()
+            finder = find(work, candidate.centre, candidate.axis, candidate.half)
+            if finder is None:
+                continue
+            t1 = time.perf_counter()
+            for grid in grids(work, finder, self.size_hint):
+                symbol = self._decode(work, grid, dx, dy)
+                if symbol is not None:
+                    t2 = time.perf_counter()
+                    symbol.timings_ms.update(
+                        locate=(located - start) * 1000, finder=(t1 - t0) * 1000, decode=(t2 - t1) * 1000
+                    )
+                    symbols.append(symbol)
+                    break
+        return symbols
+
+    def _decode(self, work: np.ndarray, grid: Grid, dx: int, dy: int) -> Symbol | None:
+        size = grid.size
+        values = sample_modules(work, grid.centres, 0.5 * self.aperture * grid.module_px)
+        pattern = layout(size).pattern
+        dark_level = float(values[pattern == 1].mean())
+        light_level = float(values[pattern == 0].mean())
+        if light_level - dark_level < 8:
+            return None
+        threshold = 0.5 * (dark_level + light_level)
+        modules = values < threshold
+        try:
+            decoded = decode_modules(modules, size)
+        except DecodeError:
+            uncertain = np.abs(values - threshold) < 0.2 * (light_level - dark_level)
+            try:
+                decoded = decode_modules(modules, size, erasable=uncertain)
+            except DecodeError:
+                return None
+        message = decoded.message
+        if dx or dy:  # report the grid in frame coordinates
+            shift = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+            grid = replace(grid, homography=shift @ grid.homography, centres=grid.centres + (dx, dy))
+        corners = grid.corners
+        return Symbol(
+            data=message.data,
+            text=message.text,
+            symbology_identifier=message.symbology_identifier,
+            corners=tuple((float(x), float(y)) for x, y in corners),
+            rows=size.rows,
+            cols=size.cols,
+            decoder=self.name,
+            grid=grid,
+            blocks=decoded.blocks,
+        )
+
+
+def _inside(point: np.ndarray, quad) -> bool:
+    q = np.asarray(quad)
+    sign = 0.0
+    for i in range(4):
+        a, b = q[i], q[(i + 1) % 4]
+        cross = (b[0] - a[0]) * (point[1] - a[1]) - (b[1] - a[1]) * (point[0] - a[0])
+        if cross != 0:
+            if sign and np.sign(cross) != sign:
+                return False
+            sign = np.sign(cross)
+    return True
+
+
 def open_reader(name: str, try_invert: bool = True) -> Reader:
     """The reader registered under ``name``; ``try_invert`` also finds light-on-dark symbols."""
+    if name == "udigate":
+        return DataMatrixReader(polarity="auto" if try_invert else "dark")
     if name == "zxing":
         from .zxing_reader import ZXingReader
 
         return ZXingReader(try_invert=try_invert)
-    raise ValueError(f"unknown decoder {name!r}; expected one of: zxing")
+    raise ValueError(f"unknown decoder {name!r}; expected one of: udigate, zxing")

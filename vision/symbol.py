@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .decoder import BlockStats
+    from .grid import Grid
 
 GS = "\x1d"  # FNC1 used as a field separator is transmitted as ASCII GS
 
@@ -24,27 +29,27 @@ class Symbol:
     """One decoded Data Matrix symbol.
 
     ``data`` holds the message bytes as transmitted after the symbology identifier: the leading
-    FNC1 of a GS1 symbol is not data, later FNC1 separators appear as GS (0x1D).
-    ``corners`` are the symbol's outer corners in frame pixels, in reading order: the corner
-    where the finder's two solid sides meet comes last (top-left, top-right, bottom-right,
-    bottom-left of the upright symbol).
+    FNC1 of a GS1 symbol is not data, later FNC1 separators appear as GS (0x1D). ``text`` is the
+    message as text (ISO/IEC 8859-1 unless an ECI says otherwise).
+    ``corners`` are the symbol's outer corners in frame pixels, in reading order: top-left,
+    top-right, bottom-right, bottom-left of the upright symbol (the finder's corner is last).
+    Only udigate's own reader fills in the grid, the Reed–Solomon blocks and stage timings.
     """
 
     data: bytes
+    text: str
     symbology_identifier: str
     corners: tuple[Point, Point, Point, Point]
     rows: int
     cols: int
     decoder: str
-
-    @property
-    def text(self) -> str:
-        """The message as text (ISO/IEC 8859-1, the Data Matrix default character set)."""
-        return self.data.decode("latin-1")
+    grid: Grid | None = field(default=None, compare=False)
+    blocks: tuple[BlockStats, ...] = field(default=(), compare=False)
+    timings_ms: dict[str, float] = field(default_factory=dict, compare=False)
 
     @property
     def is_gs1(self) -> bool:
-        # zxing-cpp reports GS1 DMRE symbols as ]d8 (see ../shared/reference/decoders.md)
+        # DMRE GS1 symbols are reported as ]d8 (zxing-cpp's convention, followed here)
         return self.symbology_identifier in ("]d2", "]d8")
 
     @property

@@ -43,6 +43,7 @@ def _symbol(barcode: zxingcpp.Barcode, dx: int, dy: int) -> Symbol:
     rows, cols = (int(n) for n in barcode.extra["Version"].split("x"))
     return Symbol(
         data=bytes(barcode.bytes),
+        text=barcode.text,
         symbology_identifier=barcode.symbology_identifier,
         corners=corners,
         rows=rows,

@@ -1,0 +1,513 @@
+"""Grid: from a candidate rectangle to the symbol's module grid.
+
+1. Finder: along each side of the candidate, rays from outside find the symbol's outer edge;
+   the two adjacent sides that are solid dark form the finder "L", the other two must alternate
+   (clock tracks). Straight lines fitted to the edge points give the four corners.
+2. Size: counting the dark modules of each clock track gives rows and columns, checked against
+   the ECC200/DMRE table and the clock pattern itself.
+3. Module centres: a homography from module coordinates to the image, then a local refinement
+   that moves each centre to where the edges around it say it is (warped prints).
+
+The frame is read as "dark modules = low values"; light-on-dark symbols are handled by the
+caller passing the inverted image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from .sample import bilinear, sample_modules
+from .symbology import SymbolSize, size_for
+
+# Status codes of the finder analysis
+FOUND, LOW_CONTRAST, NO_EDGES, NO_FINDER = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Finder:
+    """The finder L and the symbol's outer corners."""
+
+    corner: np.ndarray  # where the two solid sides meet
+    end_a: np.ndarray  # far end of one solid side
+    end_b: np.ndarray  # far end of the other
+    opposite: np.ndarray  # the corner where the two clock tracks meet
+    module_px: float  # module size estimated from the finder's thickness
+    dark: float  # grey levels of dark and light modules (5th / 95th percentile)
+    light: float
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The fitted module grid of one symbol (module coordinates: x = column, y = row, row 0 = top clock track)."""
+
+    size: SymbolSize
+    homography: np.ndarray  # 3 × 3, module coordinates → frame pixels
+    centres: np.ndarray  # rows × cols × 2 module centres in frame pixels, after local refinement
+    module_px: float
+    mirrored: bool
+
+    @property
+    def corners(self) -> np.ndarray:
+        """Outer corners in reading order: top-left, top-right, bottom-right, bottom-left (the L corner)."""
+        rows, cols = self.size.rows, self.size.cols
+        return project(self.homography, np.array([[0, 0], [cols, 0], [cols, rows], [0, rows]], np.float64))
+
+
+@njit(cache=True, nogil=True)
+def _percentile(values, q):
+    s = np.sort(values)
+    return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
+
+
+@njit(cache=True, nogil=True)
+def _fit_line(points, weights):
+    """Total least squares line through weighted points: returns (px, py, dx, dy)."""
+    sw = weights.sum()
+    mx = (points[:, 0] * weights).sum() / sw
+    my = (points[:, 1] * weights).sum() / sw
+    sxx = ((points[:, 0] - mx) ** 2 * weights).sum()
+    syy = ((points[:, 1] - my) ** 2 * weights).sum()
+    sxy = ((points[:, 0] - mx) * (points[:, 1] - my) * weights).sum()
+    angle = 0.5 * np.arctan2(2 * sxy, sxx - syy)
+    return mx, my, np.cos(angle), np.sin(angle)
+
+
+@njit(cache=True, nogil=True)
+def _intersect(l1, l2):
+    px, py, dx, dy = l1
+    qx, qy, ex, ey = l2
+    det = dx * (-ey) - dy * (-ex)
+    if abs(det) < 1e-9:
+        return np.nan, np.nan
+    t = ((qx - px) * (-ey) - (qy - py) * (-ex)) / det
+    return px + t * dx, py + t * dy
+
+
+@njit(cache=True, nogil=True)
+def find_finder(image, cx, cy, ux, uy, half_u, half_v):
+    """Analyse a candidate rectangle. Returns (status, values) where values holds, on success:
+    corner x, y, end_a x, y, end_b x, y, opposite x, y, module px, dark, light."""
+    out = np.zeros(11, np.float64)
+    vx, vy = -uy, ux
+    # Grey levels: percentiles over the rectangle, a little enlarged.
+    levels = np.empty(400, np.float64)
+    k = 0
+    for i in range(20):
+        for j in range(20):
+            fu = (i + 0.5) / 20 * 2.2 - 1.1
+            fv = (j + 0.5) / 20 * 2.2 - 1.1
+            levels[k] = bilinear(
+                image, cx + fu * half_u * ux + fv * half_v * vx, cy + fu * half_u * uy + fv * half_v * vy
+            )
+            k += 1
+    dark = _percentile(levels, 0.05)
+    light = _percentile(levels, 0.95)
+    if light - dark < 12:
+        return LOW_CONTRAST, out
+    threshold = 0.5 * (dark + light)
+
+    # Rays across each side, from outside inwards: where the first dark begins (the edge) and
+    # how long that dark run is (one module or more).
+    normals = np.array([[ux, uy], [vx, vy], [-ux, -uy], [-vx, -vy]])
+    halves = np.array([half_u, half_v, half_u, half_v])
+    rays = 48
+    edges = np.full((4, rays, 2), np.nan)
+    depths = np.full((4, rays), np.nan)
+    runs = np.full(4 * rays, np.nan)
+    nr = 0
+    reach = 0.5 * min(half_u, half_v)
+    outside = 3.0 + 0.12 * min(half_u, half_v)
+    for s in range(4):
+        nx, ny = normals[s, 0], normals[s, 1]
+        tx, ty = -ny, nx
+        along = halves[(s + 1) % 4]
+        mx, my = cx + nx * halves[s], cy + ny * halves[s]
+        for r in range(rays):
+            f = (r + 0.5) / rays * 1.8 - 0.9
+            ox, oy = mx + tx * f * along, my + ty * f * along
+            # march inwards: through anything dark outside, then light (the quiet zone), then
+            # the first dark is the symbol's edge; the dark run after it is one module or more
+            depth = -outside
+            seen_light = False
+            previous = 0.0
+            start = np.nan
+            while depth < reach:
+                value = bilinear(image, ox - nx * depth, oy - ny * depth)
+                if np.isnan(start):
+                    if value >= threshold:
+                        seen_light = True
+                    elif seen_light:
+                        frac = (previous - threshold) / (previous - value) if previous != value else 0.0
+                        start = depth - 0.5 + 0.5 * frac
+                elif value >= threshold:
+                    runs[nr] = depth - start
+                    nr += 1
+                    break
+                previous = value
+                depth += 0.5
+            if not np.isnan(start):
+                edges[s, r, 0] = ox - nx * start
+                edges[s, r, 1] = oy - ny * start
+                depths[s, r] = start
+    if nr < 16:
+        return NO_EDGES, out
+    module = max(1.5, _percentile(runs[:nr], 0.25))
+
+    # A line along each side, robust to outliers: fit all edge points, keep the closest 70 %,
+    # refit, keep those within a third of a module, refit. On a solid side this is the edge;
+    # on a clock track (where half the rays go deeper) it lies near the track, which is all the
+    # classification below needs: clock tracks are traced separately.
+    lines = np.zeros((4, 4), np.float64)
+    for s in range(4):
+        pts = np.empty((rays, 2), np.float64)
+        m = 0
+        for r in range(rays):
+            if not np.isnan(depths[s, r]):
+                pts[m] = edges[s, r]
+                m += 1
+        if m < 6:
+            return NO_EDGES, out
+        pts = pts[:m]
+        line = _fit_line(pts, np.ones(m))
+        for tolerance in (-1.0, 0.35 * module + 0.5):
+            resid = np.abs((pts[:, 0] - line[0]) * line[3] - (pts[:, 1] - line[1]) * line[2])
+            keep = resid <= (_percentile(resid, 0.7) if tolerance < 0 else tolerance)
+            if keep.sum() < 3:
+                return NO_EDGES, out
+            line = _fit_line(pts[keep], np.ones(keep.sum()))
+        lines[s] = line
+
+    # Which sides are solid? Sample along each line half a module inside, over the middle of
+    # the span of its edge points.
+    solid = np.zeros(4, np.float64)
+    flips = np.zeros(4, np.int64)
+    for s in range(4):
+        px, py, dx, dy = lines[s]
+        nx, ny = normals[s, 0], normals[s, 1]
+        inx, iny = -nx * 0.5 * module, -ny * 0.5 * module
+        tmin, tmax = np.inf, -np.inf
+        for r in range(rays):
+            if not np.isnan(depths[s, r]):
+                t = (edges[s, r, 0] - px) * dx + (edges[s, r, 1] - py) * dy
+                tmin, tmax = min(tmin, t), max(tmax, t)
+        n = max(8, int(4 * (tmax - tmin)))
+        dark_count = 0
+        last = -1
+        for i in range(n):
+            t = tmin + (tmax - tmin) * (i + 0.5) / n
+            is_dark = 1 if bilinear(image, px + dx * t + inx, py + dy * t + iny) < threshold else 0
+            dark_count += is_dark
+            if last >= 0 and is_dark != last:
+                flips[s] += 1
+            last = is_dark
+        solid[s] = dark_count / n
+    best, pair = -1.0, -1
+    for s in range(4):
+        a, b = s, (s + 1) % 4
+        c, d = (s + 2) % 4, (s + 3) % 4
+        # solid sides are dark all along; clock tracks change colour, whatever their dark share
+        # (a line a little off the track still sees the changes)
+        if (
+            solid[a] >= 0.8
+            and solid[b] >= 0.8
+            and solid[c] < 0.9
+            and solid[d] < 0.9
+            and flips[c] >= 3
+            and flips[d] >= 3
+        ):
+            score = solid[a] + solid[b] - solid[c] - solid[d]
+            if score > best:
+                best, pair = score, s
+    if pair < 0:
+        out[0:4] = solid  # for diagnosis: dark share and colour changes along each side
+        out[4:8] = flips
+        out[8], out[9], out[10] = module, dark, light
+        return NO_FINDER, out
+
+    # The corner where the solid sides meet; each solid side ends where the symbol ends.
+    a, b = pair, (pair + 1) % 4
+    cx0, cy0 = _intersect(lines[a], lines[b])
+    if np.isnan(cx0):
+        return NO_EDGES, out
+    ends = np.zeros((2, 2), np.float64)
+    for k in range(2):
+        s = a if k == 0 else b
+        dx, dy = lines[s, 2], lines[s, 3]
+        # point along the side away from the corner, towards the rectangle's far end of it
+        far = halves[(s + 1) % 4] * 2.0
+        mx, my = cx + normals[s, 0] * halves[s], cy + normals[s, 1] * halves[s]
+        if (mx - cx0) * dx + (my - cy0) * dy < 0:
+            dx, dy = -dx, -dy
+        ex, ey = _arm_end(
+            image, cx0, cy0, dx, dy, -normals[s, 0], -normals[s, 1], threshold, module, 1.4 * far + 2 * module
+        )
+        if np.isnan(ex):
+            return NO_EDGES, out
+        ends[k, 0], ends[k, 1] = ex, ey
+    # The clock tracks: anchored at the ends of the solid sides, fitted to their dark modules.
+    # A first trace over 80 % of the parallelogram guess (its far end may lie beyond the
+    # symbol, where rays would meet the other clock track), then a second one towards the
+    # corner the first traces meet at.
+    px, py = ends[0, 0] + ends[1, 0] - cx0, ends[0, 1] + ends[1, 1] - cy0
+    reach_share = 0.8
+    opx, opy = np.nan, np.nan
+    for _ in range(2):
+        dirs = np.zeros((2, 2), np.float64)
+        for k in range(2):
+            ax, ay = ends[k, 0], ends[k, 1]
+            ox, oy = ends[k, 0] - cx0, ends[k, 1] - cy0  # outward normal: away from the L corner
+            norm = np.hypot(ox, oy)
+            gx, gy = ax + (px - ax) * reach_share, ay + (py - ay) * reach_share
+            ok, ddx, ddy = _clock_direction(image, ax, ay, gx, gy, ox / norm, oy / norm, threshold, module)
+            if not ok:
+                return NO_EDGES, out
+            dirs[k, 0], dirs[k, 1] = ddx, ddy
+        opx, opy = _intersect(
+            np.array([ends[0, 0], ends[0, 1], dirs[0, 0], dirs[0, 1]]),
+            np.array([ends[1, 0], ends[1, 1], dirs[1, 0], dirs[1, 1]]),
+        )
+        if np.isnan(opx):
+            return NO_EDGES, out
+        shortest = min(np.hypot(ends[0, 0] - cx0, ends[0, 1] - cy0), np.hypot(ends[1, 0] - cx0, ends[1, 1] - cy0))
+        if np.hypot(opx - px, opy - py) > 0.25 * shortest:
+            return NO_EDGES, out
+        px, py = opx, opy
+        reach_share = 1.0
+    out[0], out[1] = cx0, cy0
+    out[2], out[3] = ends[0, 0], ends[0, 1]
+    out[4], out[5] = ends[1, 0], ends[1, 1]
+    out[6], out[7] = opx, opy
+    out[8], out[9], out[10] = module, dark, light
+    return FOUND, out
+
+
+@njit(cache=True, nogil=True)
+def _arm_end(image, x0, y0, dx, dy, inx, iny, threshold, module, limit):
+    """Walk half a module inside a solid side from its corner (x0, y0) along (dx, dy): the side
+    ends where light begins and lasts for over half a module. Returns that point on the edge."""
+    step = 0.25
+    t = 0.5 * module
+    light_run = 0.0
+    last_dark = -1.0
+    previous = 0.0
+    crossing = np.nan
+    while t < limit:
+        value = bilinear(image, x0 + dx * t + inx * 0.5 * module, y0 + dy * t + iny * 0.5 * module)
+        if value < threshold:
+            last_dark = t
+            light_run = 0.0
+            crossing = np.nan
+        else:
+            if light_run == 0.0 and last_dark >= 0:  # dark → light: interpolate the crossing
+                crossing = t - step + step * (threshold - previous) / (value - previous) if value != previous else t
+            light_run += step
+            if light_run >= 0.6 * module:
+                break
+        previous = value
+        t += step
+    if last_dark < 0 or np.isnan(crossing) or t >= limit:
+        return np.nan, np.nan
+    return x0 + dx * crossing, y0 + dy * crossing
+
+
+@njit(cache=True, nogil=True)
+def _anchored_direction(ax, ay, xs, ys, n):
+    """Unit direction of the line through (ax, ay) closest to the points (total least squares)."""
+    sxx = syy = sxy = 0.0
+    for i in range(n):
+        dx, dy = xs[i] - ax, ys[i] - ay
+        sxx += dx * dx
+        syy += dy * dy
+        sxy += dx * dy
+    angle = 0.5 * np.arctan2(2 * sxy, sxx - syy)
+    return np.cos(angle), np.sin(angle)
+
+
+@njit(cache=True, nogil=True)
+def _clock_direction(image, ax, ay, gx, gy, nx, ny, threshold, module):
+    """Direction of the clock side that starts at (ax, ay) and heads roughly to (gx, gy), with
+    outward normal (nx, ny). Traced from the anchor outwards: rays across the side find the
+    outer edge of each dark clock module; the line through the anchor is refitted to the
+    outermost edges as the trace proceeds, so it follows the side under perspective."""
+    length = np.hypot(gx - ax, gy - ay)
+    dx, dy = (gx - ax) / length, (gy - ay) / length
+    count = int((length - 1.5 * module) / (0.5 * module))
+    if count < 4:
+        return False, dx, dy
+    xs = np.empty(count, np.float64)
+    ys = np.empty(count, np.float64)
+    sel_x = np.empty(count, np.float64)
+    sel_y = np.empty(count, np.float64)
+    m = 0
+    for i in range(count):
+        t = module + i * 0.5 * module
+        # the outward normal of the current line estimate
+        cnx, cny = dy, -dx
+        if cnx * nx + cny * ny < 0:
+            cnx, cny = -cnx, -cny
+        ox, oy = ax + dx * t + cnx * 1.5 * module, ay + dy * t + cny * 1.5 * module
+        seen_light = False
+        previous = 0.0
+        depth = 0.0
+        while depth < 3.5 * module:
+            value = bilinear(image, ox - cnx * depth, oy - cny * depth)
+            if value >= threshold:
+                seen_light = True
+            elif seen_light:
+                frac = (previous - threshold) / (previous - value) if previous != value else 0.0
+                edge = depth - 0.25 + 0.25 * frac
+                xs[m], ys[m] = ox - cnx * edge, oy - cny * edge
+                m += 1
+                break
+            previous = value
+            depth += 0.25
+        if m >= 3 and (i % 2 == 1 or i == count - 1):
+            # refit through the anchor: outermost points first, then those near that line
+            k = 0
+            outer = -np.inf
+            for j in range(m):
+                outer = max(outer, (xs[j] - ax) * cnx + (ys[j] - ay) * cny)
+            for j in range(m):
+                if (xs[j] - ax) * cnx + (ys[j] - ay) * cny >= outer - 0.6 * module:
+                    sel_x[k], sel_y[k] = xs[j], ys[j]
+                    k += 1
+            ndx, ndy = _anchored_direction(ax, ay, sel_x, sel_y, k)
+            if ndx * dx + ndy * dy < 0:
+                ndx, ndy = -ndx, -ndy
+            k = 0
+            for j in range(m):
+                if abs((xs[j] - ax) * ndy - (ys[j] - ay) * ndx) <= 0.35 * module + 0.5:
+                    sel_x[k], sel_y[k] = xs[j], ys[j]
+                    k += 1
+            if k >= 2:
+                ndx, ndy = _anchored_direction(ax, ay, sel_x, sel_y, k)
+                if ndx * dx + ndy * dy < 0:
+                    ndx, ndy = -ndx, -ndy
+                dx, dy = ndx, ndy
+    if m < 3:
+        return False, dx, dy
+    return True, dx, dy
+
+
+@njit(cache=True, nogil=True)
+def count_clock(image, x0, y0, x1, y1, threshold, module):
+    """Modules along a clock track sampled from (x0, y0) to (x1, y1): twice the dark runs,
+    ignoring runs shorter than a third of a module (noise)."""
+    length = np.hypot(x1 - x0, y1 - y0)
+    n = max(8, int(4 * length))
+    minimum = module / 3.0
+    runs = 0
+    current = -1
+    run_length = 0.0
+    step = length / n
+    for i in range(n):
+        f = (i + 0.5) / n
+        is_dark = 1 if bilinear(image, x0 + f * (x1 - x0), y0 + f * (y1 - y0)) < threshold else 0
+        if is_dark == current:
+            run_length += step
+        else:
+            if current == 1 and run_length >= minimum:
+                runs += 1
+            current = is_dark
+            run_length = step
+    if current == 1 and run_length >= minimum:
+        runs += 1
+    return 2 * runs
+
+
+def homography(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """3 × 3 projective map taking the 4 points ``src`` to ``dst``."""
+    a = []
+    for (x, y), (u, v) in zip(src, dst, strict=True):
+        a.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        a.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+    h = np.linalg.solve(np.array(a, np.float64), dst.reshape(-1).astype(np.float64))
+    return np.append(h, 1.0).reshape(3, 3)
+
+
+def project(h: np.ndarray, points: np.ndarray) -> np.ndarray:
+    p = np.c_[points, np.ones(len(points))] @ h.T
+    return p[:, :2] / p[:, 2:3]
+
+
+def find(image: np.ndarray, centre, axis, half) -> Finder | None:
+    """The finder of the candidate rectangle, or None."""
+    status, v = find_finder(image, centre[0], centre[1], axis[0], axis[1], half[0], half[1])
+    if status != FOUND:
+        return None
+    return Finder(v[0:2].copy(), v[2:4].copy(), v[4:6].copy(), v[6:8].copy(), float(v[8]), float(v[9]), float(v[10]))
+
+
+def grids(image: np.ndarray, finder: Finder, size_hint: tuple[int, int] | None = None):
+    """Candidate grids for a finder: the normal reading first, then the mirrored one."""
+    threshold = 0.5 * (finder.dark + finder.light)
+    for mirrored in (False, True):
+        # u axis: along the bottom solid side (columns); v axis: the left solid side (rows).
+        a, b = finder.end_a - finder.corner, finder.end_b - finder.corner
+        bottom_end, left_end = (
+            (finder.end_a, finder.end_b)
+            if (a[0] * b[1] - a[1] * b[0] < 0) != mirrored
+            else (finder.end_b, finder.end_a)
+        )
+        grid = _grid(image, finder, bottom_end, left_end, threshold, size_hint, mirrored)
+        if grid is not None:
+            yield grid
+
+
+def _grid(image, finder, bottom_end, left_end, threshold, size_hint, mirrored) -> Grid | None:
+    corner, opposite, m = finder.corner, finder.opposite, finder.module_px
+    # The clock tracks, sampled half a module inside the symbol's outer edge.
+    left_len = np.linalg.norm(left_end - corner)
+    bottom_len = np.linalg.norm(bottom_end - corner)
+    if left_len < 4 * m or bottom_len < 4 * m:
+        return None
+    down = (corner - left_end) / left_len * 0.5 * m  # from the top edge into the symbol
+    inward = (corner - bottom_end) / bottom_len * 0.5 * m  # from the right edge into the symbol
+    cols = count_clock(image, *(left_end + down), *(opposite + down), threshold, m)
+    rows = count_clock(image, *(opposite + inward), *(bottom_end + inward), threshold, m)
+    src = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float64)
+    dst = np.array([left_end, opposite, bottom_end, corner], np.float64)
+    for size in _sizes_near(rows, cols, size_hint):
+        h = homography(src * [size.cols, size.rows], dst)
+        if _clock_score(image, h, size, threshold) >= 0.85:
+            centres = _module_centres(h, size)
+            return Grid(size, h, centres, float(np.sqrt(left_len * bottom_len / (size.rows * size.cols))), mirrored)
+    return None
+
+
+def _sizes_near(rows: int, cols: int, hint: tuple[int, int] | None) -> list[SymbolSize]:
+    if hint is not None:
+        size = size_for(*hint)
+        return [size] if size is not None else []
+    found = []
+    for dr in (0, -2, 2):
+        for dc in (0, -2, 2):
+            size = size_for(rows + dr, cols + dc)
+            if size is not None and size not in found:
+                found.append(size)
+    return found
+
+
+def _module_centres(h: np.ndarray, size: SymbolSize) -> np.ndarray:
+    cols, rows = np.meshgrid(np.arange(size.cols) + 0.5, np.arange(size.rows) + 0.5)
+    pts = project(h, np.c_[cols.ravel(), rows.ravel()])
+    return pts.reshape(size.rows, size.cols, 2)
+
+
+def _clock_score(image: np.ndarray, h: np.ndarray, size: SymbolSize, threshold: float) -> float:
+    """Share of the outer finder and clock modules that have the colour they must have."""
+    rows, cols = size.rows, size.cols
+    coords = []
+    expected = []
+    for c in range(cols):
+        coords += [(c + 0.5, 0.5), (c + 0.5, rows - 0.5)]
+        expected += [c % 2 == 0, True]
+    for r in range(rows):
+        coords += [(0.5, r + 0.5), (cols - 0.5, r + 0.5)]
+        expected += [True, (rows - 1 - r) % 2 == 0]
+    pts = project(h, np.array(coords, np.float64))
+    values = sample_modules(image, pts.reshape(-1, 1, 2), 0.0).ravel()
+    return float(np.mean((values < threshold) == np.array(expected)))
