@@ -63,6 +63,27 @@ def _percentile(values, q):
 
 
 @njit(cache=True, nogil=True)
+def _otsu(values):
+    """The threshold between two classes of values that maximises the between-class variance."""
+    s = np.sort(values)
+    n = len(s)
+    total = s.sum()
+    best, threshold = -1.0, 0.5 * (s[0] + s[-1])
+    low = 0.0
+    for i in range(n - 1):
+        low += s[i]
+        if s[i + 1] == s[i]:
+            continue
+        w0 = (i + 1) / n
+        m0 = low / (i + 1)
+        m1 = (total - low) / (n - i - 1)
+        between = w0 * (1 - w0) * (m0 - m1) ** 2
+        if between > best:
+            best, threshold = between, 0.5 * (s[i] + s[i + 1])
+    return threshold
+
+
+@njit(cache=True, nogil=True)
 def _fit_line(points, weights):
     """Total least squares line through weighted points: returns (px, py, dx, dy)."""
     sw = weights.sum()
@@ -107,13 +128,15 @@ def find_finder(image, cx, cy, ux, uy, half_u, half_v):
     light = _percentile(levels, 0.95)
     if light - dark < 12:
         return LOW_CONTRAST, out
-    threshold = 0.5 * (dark + light)
+    # Otsu's threshold: when the rectangle also holds background darker than the ink, the
+    # percentiles' midpoint would fall inside the ink
+    threshold = _otsu(levels)
 
     # Rays across each side, from outside inwards: where the first dark begins (the edge) and
     # how long that dark run is (one module or more).
     normals = np.array([[ux, uy], [vx, vy], [-ux, -uy], [-vx, -vy]])
     halves = np.array([half_u, half_v, half_u, half_v])
-    rays = 48
+    rays = 24
     edges = np.full((4, rays, 2), np.nan)
     depths = np.full((4, rays), np.nan)
     runs = np.full(4 * rays, np.nan)
@@ -176,7 +199,7 @@ def find_finder(image, cx, cy, ux, uy, half_u, half_v):
             resid = np.abs((pts[:, 0] - line[0]) * line[3] - (pts[:, 1] - line[1]) * line[2])
             keep = resid <= (_percentile(resid, 0.7) if tolerance < 0 else tolerance)
             if keep.sum() < 3:
-                return NO_EDGES, out
+                break  # a clock track with few modules on one line: the trimmed fit will do
             line = _fit_line(pts[keep], np.ones(keep.sum()))
         lines[s] = line
 

@@ -304,3 +304,74 @@ def _blob_rectangles(small: np.ndarray, factor: int) -> list[Candidate]:
             )
         )
     return candidates
+
+
+@njit(cache=True, nogil=True)
+def otsu_threshold(image):
+    """Otsu's threshold of an 8-bit image (from its histogram)."""
+    histogram = np.zeros(256, np.int64)
+    for y in range(image.shape[0]):
+        for x in range(image.shape[1]):
+            histogram[image[y, x]] += 1
+    total = image.shape[0] * image.shape[1]
+    weighted = 0.0
+    for v in range(256):
+        weighted += v * histogram[v]
+    best, threshold = -1.0, 128
+    count = 0
+    low = 0.0
+    for v in range(255):
+        count += histogram[v]
+        low += v * histogram[v]
+        if count == 0 or count == total:
+            continue
+        w0 = count / total
+        between = w0 * (1 - w0) * (low / count - (weighted - low) / (total - count)) ** 2
+        if between > best:
+            best, threshold = between, v + 1
+    return threshold
+
+
+def refine(image: np.ndarray, candidate: Candidate) -> list[Candidate]:
+    """Blobs around a candidate whose finder was not found, separated with one threshold for
+    the neighbourhood instead of local means: a symbol on a label brighter than its
+    surroundings merges with them under local means, and a faint symbol with large modules
+    breaks up. The threshold is Otsu's over the middle of the candidate (ink and paper); it is
+    applied to a region twice its size."""
+    corners = candidate.corners()
+    centre = corners.mean(axis=0)
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    x0, y0 = np.maximum(np.floor(centre + (lo - centre) * 2.2).astype(int), 0)
+    x1, y1 = np.ceil(centre + (hi - centre) * 2.2).astype(int)
+    x1, y1 = min(image.shape[1], x1), min(image.shape[0], y1)
+    ix0, iy0 = np.maximum(np.floor(centre + (lo - centre) * 0.5).astype(int), 0)
+    ix1, iy1 = np.ceil(centre + (hi - centre) * 0.5).astype(int)
+    inner = np.ascontiguousarray(image[iy0:iy1, ix0:ix1])
+    crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+    if min(crop.shape) < 16 or min(inner.shape) < 4:
+        return []
+    threshold = otsu_threshold(inner)
+    factor = 1
+    while max(crop.shape) > 400:  # keep the labelling cheap; modules stay above 2 px for symbols this size
+        crop = halve(crop)
+        factor *= 2
+    mask = (crop < threshold).astype(np.uint8)
+    labels, stats = label(mask)
+    found = []
+    for index in _large_blobs(stats, crop.shape[1], crop.shape[0]):
+        area, bx0, by0, bx1, by1 = stats[index]
+        if bx0 == 0 or by0 == 0 or bx1 == crop.shape[1] - 1 or by1 == crop.shape[0] - 1:
+            continue  # touches the crop: background, not a symbol with its quiet zone
+        cx, cy, ux, uy, a, b = min_area_rect(labels, index, bx0, by0, bx1, by1)
+        a, b = a + 0.5, b + 0.5
+        fill = area / (4 * a * b)
+        if 0.2 <= fill <= 0.92 and max(a, b) <= 20 * min(a, b):
+            found.append(
+                Candidate(
+                    centre=(x0 + (cx + 0.5) * factor - 0.5, y0 + (cy + 0.5) * factor - 0.5),
+                    axis=(float(ux), float(uy)),
+                    half=(a * factor, b * factor),
+                    fill=float(fill),
+                )
+            )
+    return found[:4]

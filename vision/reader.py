@@ -14,7 +14,7 @@ import numpy as np
 
 from .decoder import DecodeError, decode_modules
 from .grid import Grid, find, grids
-from .locate import locate
+from .locate import locate, refine
 from .placement import layout
 from .sample import sample_modules
 from .symbol import Roi, Symbol
@@ -44,6 +44,9 @@ def crop(image: np.ndarray, roi: Roi | None) -> tuple[np.ndarray, tuple[int, int
     x0, y0 = min(roi.x, width), min(roi.y, height)
     x1, y1 = min(roi.x + roi.width, width), min(roi.y + roi.height, height)
     return image[y0:y1, x0:x1], (x0, y0)
+
+
+MAX_REFINEMENTS = 6  # candidates per frame searched again with a neighbourhood threshold
 
 
 class DataMatrixReader:
@@ -83,25 +86,40 @@ class DataMatrixReader:
         candidates = locate(work, factor)
         located = time.perf_counter()
         symbols: list[Symbol] = []
+        failed = []
         for candidate in candidates:
-            centre = np.array(candidate.centre) + (dx, dy)
-            if any(_inside(centre, s.corners) for s in (*known, *symbols)):
+            if not self._try(work, candidate, dx, dy, known, symbols, start, located):
+                failed.append(candidate)
+        # Second chance for the largest failures: separated again with a neighbourhood threshold
+        # (one when this frame already gave a symbol: most failures are then clutter).
+        for candidate in failed[: MAX_REFINEMENTS if not (known or symbols) else 1]:
+            if self._covered(candidate, dx, dy, known, symbols):
                 continue
-            t0 = time.perf_counter()
-            finder = find(work, candidate.centre, candidate.axis, candidate.half)
-            if finder is None:
-                continue
-            t1 = time.perf_counter()
-            for grid in grids(work, finder, self.size_hint):
-                symbol = self._decode(work, grid, dx, dy)
-                if symbol is not None:
-                    t2 = time.perf_counter()
-                    symbol.timings_ms.update(
-                        locate=(located - start) * 1000, finder=(t1 - t0) * 1000, decode=(t2 - t1) * 1000
-                    )
-                    symbols.append(symbol)
-                    break
+            for refined in refine(work, candidate):
+                self._try(work, refined, dx, dy, known, symbols, start, located)
         return symbols
+
+    def _covered(self, candidate, dx, dy, known, symbols) -> bool:
+        centre = np.array(candidate.centre) + (dx, dy)
+        return any(_inside(centre, s.corners) for s in (*known, *symbols))
+
+    def _try(self, work, candidate, dx, dy, known, symbols, start, located) -> bool:
+        """Decode the symbol of one candidate into ``symbols``; True when it holds one."""
+        if self._covered(candidate, dx, dy, known, symbols):
+            return True
+        t0 = time.perf_counter()
+        finder = find(work, candidate.centre, candidate.axis, candidate.half)
+        if finder is None:
+            return False
+        t1 = time.perf_counter()
+        for grid in grids(work, finder, self.size_hint):
+            symbol = self._decode(work, grid, dx, dy)
+            if symbol is not None:
+                t2 = time.perf_counter()
+                symbol.timings_ms.update(locate=(located - start) * 1000, finder=(t1 - t0) * 1000, decode=(t2 - t1) * 1000)
+                symbols.append(symbol)
+                return True
+        return False
 
     def _decode(self, work: np.ndarray, grid: Grid, dx: int, dy: int) -> Symbol | None:
         size = grid.size
