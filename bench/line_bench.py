@@ -96,7 +96,9 @@ def main() -> int:
         print(f"\nsimulator rendering: {render_s / len(frames) * 1000:.2f} ms per frame (one thread)")
 
         stats = LineStats()
-        pipeline = Pipeline(config, open_reader("zxing", try_invert=config.vision.try_invert), stats.record)
+        vision = config.vision
+        reader = open_reader(vision.decoder, vision.polarity, vision.second_opinion, vision.size_hint)
+        pipeline = Pipeline(config, reader, stats.record)
         pipeline.warm_up()
         started = time.perf_counter()
         pipeline.run(MemoryReplay(frames), threading.Event())
@@ -122,7 +124,7 @@ def main() -> int:
             frame.image,
             formats=zxingcpp.BarcodeFormat.DataMatrix,
             text_mode=zxingcpp.TextMode.Plain,
-            try_invert=config.vision.try_invert,
+            try_invert=config.vision.polarity != "dark",
         )
         bare.append((time.perf_counter() - t) * 1000)
     zxing_p50 = statistics.median(bare)

@@ -72,9 +72,9 @@ class Gateway:
         self.stats = LineStats()
         self.context = LineContext(config.line.site, config.line.name, config.job.id, LineContext.new_run_id())
         self.source = open_source(config, today=today())
-        self.pipeline = Pipeline(
-            config, open_reader(config.vision.decoder, try_invert=config.vision.try_invert), self._emit, today=today
-        )
+        vision = config.vision
+        reader = open_reader(vision.decoder, vision.polarity, vision.second_opinion, vision.size_hint)
+        self.pipeline = Pipeline(config, reader, self._emit, today=today)
         self.registers = RegisterImage()
         self.io = IoLoop()
         self.mqtt: MqttPublisher | None = None

@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 import tomli_w
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vision.symbology import size_for
+
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 # ISA-95 style names: no spaces and none of MQTT's special characters + # / $
 Name = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=64)]
@@ -121,11 +123,15 @@ class SourceSection(Section):
 
 
 class VisionSection(Section):
-    decoder: Literal["zxing"] = "zxing"
+    decoder: Literal["udigate", "zxing", "libdmtx"] = "udigate"
+    # udigate only: "consensus" = zxing-cpp must read the same bytes or the item is rejected;
+    # "fallback" = zxing-cpp's corners seed udigate's grid when udigate finds nothing; "off"
+    second_opinion: Literal["consensus", "fallback", "off"] = "consensus"
+    polarity: Literal["auto", "dark", "light"] = "auto"  # dark modules on light, light on dark, or both
+    size_hint: tuple[int, ...] | None = None  # [rows, cols] when the line prints one symbol size
     workers: int = Field(2, ge=1, le=32)  # decoding threads
     queue_size: int = Field(4, ge=1, le=1024)  # frames waiting for a worker
     roi: tuple[int, ...] | None = None  # [x, y, width, height] in pixels; none = whole frame
-    try_invert: bool = True  # also look for light-on-dark codes (slower)
 
     @field_validator("roi")
     @classmethod
@@ -133,6 +139,19 @@ class VisionSection(Section):
         if value is not None and (len(value) != 4 or min(value[:2]) < 0 or min(value[2:]) <= 0):
             raise ValueError("[x, y, width, height]: 4 integers, x and y >= 0, width and height > 0")
         return value
+
+    @field_validator("size_hint")
+    @classmethod
+    def _size_form(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and (len(value) != 2 or size_for(*value) is None):
+            raise ValueError("[rows, cols] of an ECC200 or DMRE size, e.g. [22, 22] or [16, 48]")
+        return value
+
+    @model_validator(mode="after")
+    def _second_opinion_needs_own_reader(self) -> VisionSection:
+        if self.decoder != "udigate" and "second_opinion" in self.model_fields_set and self.second_opinion != "off":
+            raise ValueError('second_opinion only with decoder = "udigate" (set it to "off")')
+        return self
 
 
 class GradingSection(Section):

@@ -229,6 +229,8 @@ class Pipeline:
                     for name in grade.below(minimum)
                 )
                 findings.append(Finding("grade_below_min", f"grade {grade.overall:g} < {minimum:g}: {failing}"))
+            if symbol.disagreement:
+                findings.append(Finding("decoder_disagreement", symbol.disagreement))
             content = check_content(symbol.text, symbol.symbology_identifier, self.config.job, self.today())
             findings.extend(content.findings)
             if content.gtin and content.serial:

@@ -20,6 +20,7 @@ _TABLE = (
     Reason("vision_error", ResultCode.STATION_ERROR, "the reader failed on this frame (see the log)"),
     Reason("not_inspected", ResultCode.NOT_INSPECTED, "the station was busy and could not inspect the item"),
     Reason("no_read", ResultCode.NO_READ, "no readable Data Matrix on the pack"),
+    Reason("decoder_disagreement", ResultCode.NO_READ, "two independent decoders read the code differently"),
     Reason("grade_below_min", ResultCode.GRADE_FAIL, "print quality grade below the line's minimum"),
     Reason("not_gs1", ResultCode.SYNTAX_ERROR, "the code is not a GS1 DataMatrix (no leading FNC1)"),
     Reason("gs1_syntax", ResultCode.SYNTAX_ERROR, "the GS1 element string cannot be parsed"),

@@ -35,6 +35,7 @@ class Decoded:
     message: Message
     blocks: tuple[BlockStats, ...]
     codewords: np.ndarray  # all codewords as read (before correction), symbol order
+    corrected: np.ndarray  # the same after Reed–Solomon correction
 
 
 class DecodeError(ValueError):
@@ -46,6 +47,16 @@ def read_codewords(modules: np.ndarray, symbol_layout: Layout) -> np.ndarray:
     bits = modules[symbol_layout.bit_rows, symbol_layout.bit_cols].astype(np.int32)
     weights = np.array([128, 64, 32, 16, 8, 4, 2, 1], np.int32)
     return bits @ weights
+
+
+def modules_from_codewords(codewords: np.ndarray, size: SymbolSize) -> np.ndarray:
+    """The module matrix (True = dark) a perfect print of these codewords has, with its finder,
+    clock and filler patterns."""
+    symbol_layout = layout(size)
+    modules = symbol_layout.pattern == 1
+    bits = (np.asarray(codewords, np.int32)[:, None] >> np.arange(7, -1, -1)) & 1
+    modules[symbol_layout.bit_rows, symbol_layout.bit_cols] = bits.astype(bool)
+    return modules
 
 
 def block_indices(size: SymbolSize, alternative_144: bool = False) -> list[tuple[np.ndarray, int]]:
@@ -118,4 +129,4 @@ def _correct_and_decode(raw: np.ndarray, size: SymbolSize, suspect: np.ndarray |
         message = decode_message(data, size.dmre)
     except EncodationError as exc:
         raise DecodeError(f"data: {exc}") from None
-    return Decoded(message, tuple(stats), raw)
+    return Decoded(message, tuple(stats), raw, corrected)

@@ -12,8 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .decoder import DecodeError, decode_modules
-from .grid import Grid, find, grids
+from .decoder import DecodeError, decode_modules, modules_from_codewords
+from .grid import Grid, find, grids, refine_centres
 from .locate import locate, refine
 from .placement import layout
 from .sample import sample_modules
@@ -113,32 +113,45 @@ class DataMatrixReader:
             return False
         t1 = time.perf_counter()
         for grid in grids(work, finder, self.size_hint):
-            symbol = self._decode(work, grid, dx, dy)
+            symbol = self.decode_grid(work, grid, dx, dy)
             if symbol is not None:
                 t2 = time.perf_counter()
-                symbol.timings_ms.update(locate=(located - start) * 1000, finder=(t1 - t0) * 1000, decode=(t2 - t1) * 1000)
+                symbol.timings_ms.update(
+                    locate=(located - start) * 1000, finder=(t1 - t0) * 1000, decode=(t2 - t1) * 1000
+                )
                 symbols.append(symbol)
                 return True
         return False
 
-    def _decode(self, work: np.ndarray, grid: Grid, dx: int, dy: int) -> Symbol | None:
+    def decode_grid(self, work: np.ndarray, grid: Grid, dx: int = 0, dy: int = 0) -> Symbol | None:
+        """Sample, threshold and decode one grid (dark modules = low values in ``work``; ``dx``,
+        ``dy``: offset of ``work`` in the frame). A failed decode is retried with the module
+        centres refined locally (warped prints), then with uncertain modules as erasures."""
         size = grid.size
-        values = sample_modules(work, grid.centres, 0.5 * self.aperture * grid.module_px)
         pattern = layout(size).pattern
-        dark_level = float(values[pattern == 1].mean())
-        light_level = float(values[pattern == 0].mean())
-        if light_level - dark_level < 8:
-            return None
-        threshold = 0.5 * (dark_level + light_level)
-        modules = values < threshold
-        try:
-            decoded = decode_modules(modules, size)
-        except DecodeError:
-            uncertain = np.abs(values - threshold) < 0.2 * (light_level - dark_level)
-            try:
-                decoded = decode_modules(modules, size, erasable=uncertain)
-            except DecodeError:
+        radius = 0.5 * self.aperture * grid.module_px
+        centres = grid.centres
+        decoded = None
+        for attempt in range(3):
+            values = sample_modules(work, centres, radius)
+            dark_level = float(values[pattern == 1].mean())
+            light_level = float(values[pattern == 0].mean())
+            if light_level - dark_level < 8:
                 return None
+            threshold = 0.5 * (dark_level + light_level)
+            modules = values < threshold
+            erasable = np.abs(values - threshold) < 0.2 * (light_level - dark_level) if attempt == 2 else None
+            try:
+                decoded = decode_modules(modules, size, erasable)
+                break
+            except DecodeError:
+                if attempt == 0:
+                    centres = refine_centres(work, centres, modules, threshold)
+        if decoded is None:
+            return None
+        # The fitted grid: centres refined against the modules the symbol really has.
+        ideal = modules_from_codewords(decoded.corrected, size)
+        grid = replace(grid, centres=refine_centres(work, grid.centres, ideal, threshold))
         message = decoded.message
         if dx or dy:  # report the grid in frame coordinates
             shift = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
@@ -170,12 +183,26 @@ def _inside(point: np.ndarray, quad) -> bool:
     return True
 
 
-def open_reader(name: str, try_invert: bool = True) -> Reader:
-    """The reader registered under ``name``; ``try_invert`` also finds light-on-dark symbols."""
+def open_reader(
+    name: str = "udigate", polarity: str = "auto", second_opinion: str = "off", size_hint: tuple[int, int] | None = None
+) -> Reader:
+    """The reader registered under ``name``: "udigate" (own, optionally with a second opinion
+    from zxing-cpp, see vision.consensus), "zxing" or "libdmtx". ``polarity``: "auto", "dark"
+    (dark modules on light) or "light"."""
     if name == "udigate":
-        return DataMatrixReader(polarity="auto" if try_invert else "dark")
+        own = DataMatrixReader(polarity, size_hint=size_hint)
+        if second_opinion == "off":
+            return own
+        from .consensus import SecondOpinionReader
+        from .zxing_reader import ZXingReader
+
+        return SecondOpinionReader(own, ZXingReader(try_invert=polarity != "dark"), second_opinion)
     if name == "zxing":
         from .zxing_reader import ZXingReader
 
-        return ZXingReader(try_invert=try_invert)
-    raise ValueError(f"unknown decoder {name!r}; expected one of: udigate, zxing")
+        return ZXingReader(try_invert=polarity != "dark")
+    if name == "libdmtx":
+        from .libdmtx_reader import LibdmtxReader
+
+        return LibdmtxReader()
+    raise ValueError(f"unknown decoder {name!r}; expected one of: udigate, zxing, libdmtx")

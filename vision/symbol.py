@@ -46,6 +46,8 @@ class Symbol:
     grid: Grid | None = field(default=None, compare=False)
     blocks: tuple[BlockStats, ...] = field(default=(), compare=False)
     timings_ms: dict[str, float] = field(default_factory=dict, compare=False)
+    # set when a second decoder, asked to confirm this symbol, read something else or nothing
+    disagreement: str | None = None
 
     @property
     def is_gs1(self) -> bool:
