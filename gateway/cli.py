@@ -47,11 +47,21 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check-config", help="validate a configuration file and print it resolved")
     check.add_argument("file", type=Path, metavar="FILE")
 
+    read = commands.add_parser("read", help="decode the Data Matrix symbols in image files")
+    read.add_argument("--json", action="store_true", help="one JSON line per image")
+    read.add_argument("--decoder", choices=("udigate", "zxing", "libdmtx"), default="udigate")
+    read.add_argument("--roi", type=_roi, metavar="X,Y,W,H", help="search only this region of each image")
+    read.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "check-config":
             print(dump_config(load_config(args.file)), end="")
             return 0
+        if args.command == "read":
+            from .read import read_images  # vision imports only for this command
+
+            return read_images(args.images, args.decoder, args.roi, args.json)
         if args.command == "demo":
             config = load_config(args.config) if args.config else parse_config(demo_config_text(), "demo.toml")
             changes = {}
@@ -66,6 +76,19 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+
+
+def _roi(text: str):
+    from vision.symbol import Roi
+
+    parts = text.split(",")
+    try:
+        x, y, w, h = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not X,Y,W,H (four integers)") from None
+    if x < 0 or y < 0 or w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: X and Y must be >= 0, W and H > 0")
+    return Roi(x, y, w, h)
 
 
 def _positive(text: str) -> float:

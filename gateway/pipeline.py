@@ -22,8 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
-import numpy as np
-
 from vision.grade import Grade, grade_symbol
 from vision.reader import Reader
 from vision.symbol import Roi, Symbol
@@ -126,7 +124,7 @@ class Pipeline:
 
     def warm_up(self) -> None:
         """Load the reader's and the rules' tables now rather than on the first item."""
-        self.reader.read(np.full((64, 64), 255, np.uint8))
+        self.reader.warm_up()
         check_content("010690123456789217261231", "]d2", self.config.job, self.today())
 
     def run(self, source: Source, stop: threading.Event) -> int:

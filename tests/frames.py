@@ -28,6 +28,7 @@ class SymbolTruth:
     module_px: float
     inverted: bool
     mirrored: bool
+    centres: np.ndarray  # rows × cols × 2 module centres in frame pixels (as printed, warp included)
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class FrameSpec:
     mirrored: bool = False
     rectangular: bool = False
     symbols: int = 1
+    curvature: float = 0.0  # label wrapped round a cylinder: half the symbol's arc, in radians
     width: int = 1280
     height: int = 960
     clutter: bool = True
@@ -153,6 +155,19 @@ def _place(frame, rng, spec, modules, data, rotation, placed) -> SymbolTruth | N
     dst = ((src - [w / 2, h / 2]) * zoom) @ turn.T + [cx, cy]
     dst += rng.uniform(-1, 1, dst.shape) * spec.perspective * zoom * max(w, h)
     homography = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
+    # module centres on the canvas; on a cylinder (axis along the symbol's columns, seen from
+    # the front) a point at arc length x from the middle appears at R·sin(x / R)
+    cc, rr = np.meshgrid((np.arange(cols) + q + 0.5) * s, (np.arange(rows) + q + 0.5) * s)
+    if spec.curvature:
+        middle = w / 2
+        radius = (cols * s / 2) / spec.curvature
+        xs = np.arange(w, dtype=np.float32)
+        arc = np.clip((xs - middle) / radius, -1, 1)
+        source_x = (middle + radius * np.arcsin(arc)).astype(np.float32)
+        map_x = np.repeat(source_x[None, :], h, axis=0)
+        map_y = np.repeat(np.arange(h, dtype=np.float32)[:, None], w, axis=1)
+        canvas = cv2.remap(canvas, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        cc = middle + radius * np.sin((cc - middle) / radius)
     cv2.warpPerspective(
         canvas,
         homography,
@@ -161,11 +176,12 @@ def _place(frame, rng, spec, modules, data, rotation, placed) -> SymbolTruth | N
         flags=cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_TRANSPARENT,
     )
-    symbol = np.float32(
-        [[q * s, q * s], [(q + cols) * s, q * s], [(q + cols) * s, (q + rows) * s], [q * s, (q + rows) * s]]
+    outer = np.float32([[q, q], [q + cols, q], [q + cols, q + rows], [q, q + rows]]) * s
+    corners = cv2.perspectiveTransform(outer[None], homography)[0]
+    centres = cv2.perspectiveTransform(np.stack([cc, rr], -1).reshape(1, -1, 2).astype(np.float32), homography)
+    return SymbolTruth(
+        data, rows, cols, corners, spec.module_px, spec.inverted, spec.mirrored, centres.reshape(rows, cols, 2)
     )
-    corners = cv2.perspectiveTransform(symbol[None], homography)[0]
-    return SymbolTruth(data, rows, cols, corners, spec.module_px, spec.inverted, spec.mirrored)
 
 
 def _camera(frame: np.ndarray, rng: np.random.Generator, spec: FrameSpec) -> np.ndarray:

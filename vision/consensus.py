@@ -31,6 +31,9 @@ class SecondOpinionReader:
         self.mode = mode
         self.name = primary.name
 
+    def warm_up(self) -> None:
+        self.primary.warm_up()
+
     def read(self, image: np.ndarray, roi: Roi | None = None) -> tuple[Symbol, ...]:
         symbols = self.primary.read(image, roi)
         if self.mode == "consensus":

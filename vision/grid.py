@@ -495,10 +495,67 @@ def _grid(image, finder, bottom_end, left_end, threshold, size_hint, mirrored) -
     dst = np.array([left_end, opposite, bottom_end, corner], np.float64)
     for size in _sizes_near(rows, cols, size_hint):
         h = homography(src * [size.cols, size.rows], dst)
-        if _clock_score(image, h, size, threshold) >= 0.85:
-            centres = _module_centres(h, size)
+        # Where the clock tracks say the module boundaries are, as offsets from the homography:
+        # a label curved round a vial squeezes the modules towards its edges.
+        du = track_offsets(image, h, size.cols, 0.5, True, threshold)
+        dv = track_offsets(image, h, size.rows, size.cols - 0.5, False, threshold)
+        centres = _module_centres(h, size, du, dv)
+        if _clock_score(image, centres, size, threshold) >= 0.85:
             return Grid(size, h, centres, float(np.sqrt(left_len * bottom_len / (size.rows * size.cols))), mirrored)
     return None
+
+
+@njit(cache=True, nogil=True)
+def track_offsets(image, h, n, fixed, along_u, threshold):
+    """Offsets (in modules) of the module boundaries 0 … n along a clock track from where the
+    homography ``h`` puts them, measured at the track's colour changes (ideally at 1 … n−1).
+    When exactly n−1 changes are seen they are the boundaries in order, however far they have
+    moved; otherwise each is matched to the nearest boundary. The two ends stay fixed, missing
+    boundaries are interpolated."""
+    steps = 8 * n
+    offsets = np.full(n + 1, np.nan)
+    sums = np.zeros(n + 1)
+    counts = np.zeros(n + 1)
+    crossings = np.empty(steps, np.float64)
+    found = 0
+    previous_value = 0.0
+    previous_t = 0.0
+    for i in range(steps + 1):
+        t = 0.25 + (n - 0.5) * i / steps
+        u, v = (t, fixed) if along_u else (fixed, t)
+        w = h[2, 0] * u + h[2, 1] * v + h[2, 2]
+        x = (h[0, 0] * u + h[0, 1] * v + h[0, 2]) / w
+        y = (h[1, 0] * u + h[1, 1] * v + h[1, 2]) / w
+        value = bilinear(image, x, y)
+        if i > 0 and (previous_value < threshold) != (value < threshold) and found < steps:
+            crossings[found] = previous_t + (t - previous_t) * (threshold - previous_value) / (value - previous_value)
+            found += 1
+        previous_value = value
+        previous_t = t
+    if found == n - 1:
+        for k in range(1, n):
+            sums[k] = crossings[k - 1] - k
+            counts[k] = 1
+    else:
+        for i in range(found):
+            k = int(np.floor(crossings[i] + 0.5))
+            if 1 <= k <= n - 1 and abs(crossings[i] - k) <= 0.45:
+                sums[k] += crossings[i] - k
+                counts[k] += 1
+    offsets[0] = 0.0
+    offsets[n] = 0.0
+    for k in range(1, n):
+        if counts[k] > 0:
+            offsets[k] = sums[k] / counts[k]
+    k = 0
+    while k < n:  # linear interpolation over the gaps
+        j = k + 1
+        while np.isnan(offsets[j]):
+            j += 1
+        for m in range(k + 1, j):
+            offsets[m] = offsets[k] + (offsets[j] - offsets[k]) * (m - k) / (j - k)
+        k = j
+    return offsets
 
 
 def _sizes_near(rows: int, cols: int, hint: tuple[int, int] | None) -> list[SymbolSize]:
@@ -514,26 +571,35 @@ def _sizes_near(rows: int, cols: int, hint: tuple[int, int] | None) -> list[Symb
     return found
 
 
-def _module_centres(h: np.ndarray, size: SymbolSize) -> np.ndarray:
-    cols, rows = np.meshgrid(np.arange(size.cols) + 0.5, np.arange(size.rows) + 0.5)
+def _module_centres(h: np.ndarray, size: SymbolSize, du: np.ndarray | None = None, dv: np.ndarray | None = None) -> np.ndarray:
+    """Module centres in the frame: the homography, corrected by the boundary offsets measured
+    on the clock tracks (each module centre moves by the mean offset of its two boundaries)."""
+    u = np.arange(size.cols) + 0.5
+    v = np.arange(size.rows) + 0.5
+    if du is not None:
+        u = u + 0.5 * (du[:-1] + du[1:])
+    if dv is not None:
+        v = v + 0.5 * (dv[:-1] + dv[1:])
+    cols, rows = np.meshgrid(u, v)
     pts = project(h, np.c_[cols.ravel(), rows.ravel()])
     return pts.reshape(size.rows, size.cols, 2)
 
 
-def _clock_score(image: np.ndarray, h: np.ndarray, size: SymbolSize, threshold: float) -> float:
+def _clock_score(image: np.ndarray, centres: np.ndarray, size: SymbolSize, threshold: float) -> float:
     """Share of the outer finder and clock modules that have the colour they must have."""
     rows, cols = size.rows, size.cols
-    coords = []
-    expected = []
-    for c in range(cols):
-        coords += [(c + 0.5, 0.5), (c + 0.5, rows - 0.5)]
-        expected += [c % 2 == 0, True]
-    for r in range(rows):
-        coords += [(0.5, r + 0.5), (cols - 0.5, r + 0.5)]
-        expected += [True, (rows - 1 - r) % 2 == 0]
-    pts = project(h, np.array(coords, np.float64))
-    values = sample_modules(image, pts.reshape(-1, 1, 2), 0.0).ravel()
-    return float(np.mean((values < threshold) == np.array(expected)))
+    values = sample_modules(image, centres, 0.0)
+    top = values[0] < threshold
+    bottom = values[-1] < threshold
+    left = values[:, 0] < threshold
+    right = values[:, -1] < threshold
+    agree = (
+        (top == (np.arange(cols) % 2 == 0)).sum()
+        + bottom.sum()
+        + left.sum()
+        + (right == ((rows - 1 - np.arange(rows)) % 2 == 0)).sum()
+    )
+    return float(agree / (2 * rows + 2 * cols))
 
 
 @njit(cache=True, nogil=True)

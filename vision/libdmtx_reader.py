@@ -30,6 +30,9 @@ class LibdmtxReader:
     def __init__(self, timeout_ms: int = 200) -> None:
         self.timeout_ms = timeout_ms
 
+    def warm_up(self) -> None:
+        """Nothing to prepare: the library is compiled ahead of time."""
+
     def read(self, image: np.ndarray, roi: Roi | None = None) -> tuple[Symbol, ...]:
         view, (dx, dy) = crop(image, roi)
         if view.size == 0:

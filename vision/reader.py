@@ -35,6 +35,10 @@ class Reader(Protocol):
         """
         ...
 
+    def warm_up(self) -> None:
+        """Get ready for the first frame (load compiled code, self-test)."""
+        ...
+
 
 def crop(image: np.ndarray, roi: Roi | None) -> tuple[np.ndarray, tuple[int, int]]:
     """The view of ``image`` inside ``roi`` (clipped to the frame) and its offset."""
@@ -47,6 +51,21 @@ def crop(image: np.ndarray, roi: Roi | None) -> tuple[np.ndarray, tuple[int, int
 
 
 MAX_REFINEMENTS = 6  # candidates per frame searched again with a neighbourhood threshold
+
+# A 10x10 symbol holding "UDI", drawn at start-up so that every numba kernel is loaded (or
+# compiled, the first time) before the first frame arrives.
+_WARM_UP_SYMBOL = (
+    "#.#.#.#.#.",
+    "#.#.#.#..#",
+    "#.......#.",
+    "##.#.#..##",
+    "#..##.#.#.",
+    "#.#..#.###",
+    "##.####.#.",
+    "##..##.###",
+    "###..####.",
+    "##########",
+)
 
 
 class DataMatrixReader:
@@ -66,6 +85,17 @@ class DataMatrixReader:
         self.polarity = polarity
         self.aperture = aperture
         self.size_hint = size_hint
+
+    def warm_up(self) -> None:
+        """Run every stage once on a built-in symbol: numba kernels are loaded from the cache (or
+        compiled on the very first run) now instead of on the first frame."""
+        modules = np.array([[c == "#" for c in row] for row in _WARM_UP_SYMBOL])
+        symbol = np.where(np.kron(modules, np.ones((8, 8), bool)), 30, 220).astype(np.uint8)
+        image = np.pad(symbol, 32, constant_values=220)
+        frame = np.full((640, 640), 200, np.uint8)
+        frame[40 : 40 + image.shape[0], 60 : 60 + image.shape[1]] = image
+        if not self.read(frame) or not self.read(frame[:200, :220]):
+            raise RuntimeError("the Data Matrix reader failed its start-up self-test")
 
     def read(self, image: np.ndarray, roi: Roi | None = None) -> tuple[Symbol, ...]:
         view, (dx, dy) = crop(image, roi)

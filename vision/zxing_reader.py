@@ -21,6 +21,9 @@ class ZXingReader:
         # polarity turns it off.
         self._try_invert = try_invert
 
+    def warm_up(self) -> None:
+        """Nothing to prepare: the library is compiled ahead of time."""
+
     def read(self, image: np.ndarray, roi: Roi | None = None) -> tuple[Symbol, ...]:
         view, (dx, dy) = crop(image, roi)
         if view.size == 0:
