@@ -294,8 +294,8 @@ def find_finder(image, cx, cy, ux, uy, half_u, half_v):
         )
         if np.isnan(opx):
             return NO_EDGES, out
-        shortest = min(np.hypot(ends[0, 0] - cx0, ends[0, 1] - cy0), np.hypot(ends[1, 0] - cx0, ends[1, 1] - cy0))
-        if np.hypot(opx - px, opy - py) > 0.25 * shortest:
+        longest = max(np.hypot(ends[0, 0] - cx0, ends[0, 1] - cy0), np.hypot(ends[1, 0] - cx0, ends[1, 1] - cy0))
+        if np.hypot(opx - px, opy - py) > 0.25 * longest:  # a trace that went astray
             return NO_EDGES, out
         px, py = opx, opy
         reach_share = 1.0
