@@ -337,12 +337,12 @@ def refine(image: np.ndarray, candidate: Candidate) -> list[Candidate]:
     the neighbourhood instead of local means: a symbol on a label brighter than its
     surroundings merges with them under local means, and a faint symbol with large modules
     breaks up. The threshold is Otsu's over the middle of the candidate (ink and paper); it is
-    applied to a region twice its size."""
+    applied to a region three times its size (the candidate may be a piece of the symbol)."""
     corners = candidate.corners()
     centre = corners.mean(axis=0)
     lo, hi = corners.min(axis=0), corners.max(axis=0)
-    x0, y0 = np.maximum(np.floor(centre + (lo - centre) * 2.2).astype(int), 0)
-    x1, y1 = np.ceil(centre + (hi - centre) * 2.2).astype(int)
+    x0, y0 = np.maximum(np.floor(centre + (lo - centre) * 3.0).astype(int), 0)
+    x1, y1 = np.ceil(centre + (hi - centre) * 3.0).astype(int)
     x1, y1 = min(image.shape[1], x1), min(image.shape[0], y1)
     ix0, iy0 = np.maximum(np.floor(centre + (lo - centre) * 0.5).astype(int), 0)
     ix1, iy1 = np.ceil(centre + (hi - centre) * 0.5).astype(int)
