@@ -571,7 +571,9 @@ def _sizes_near(rows: int, cols: int, hint: tuple[int, int] | None) -> list[Symb
     return found
 
 
-def _module_centres(h: np.ndarray, size: SymbolSize, du: np.ndarray | None = None, dv: np.ndarray | None = None) -> np.ndarray:
+def _module_centres(
+    h: np.ndarray, size: SymbolSize, du: np.ndarray | None = None, dv: np.ndarray | None = None
+) -> np.ndarray:
     """Module centres in the frame: the homography, corrected by the boundary offsets measured
     on the clock tracks (each module centre moves by the mean offset of its two boundaries)."""
     u = np.arange(size.cols) + 0.5

@@ -9,6 +9,8 @@ frame.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,37 +57,28 @@ def binarize(image, radius, offset):
     """1 where a pixel is darker than the mean of its (2r+1)² window by more than ``offset``
     grey levels (the window is clipped at the frame border)."""
     h, w = image.shape
-    columns = np.zeros(w, np.int32)  # running column sums over the rows of the window
-    out = np.zeros((h, w), np.uint8)
-    for y in range(min(radius, h)):
-        for x in range(w):
-            columns[x] += image[y, x]
-    rows_in = min(radius, h)
+    integral = np.zeros((h + 1, w + 1), np.int32)
     for y in range(h):
-        add, drop = y + radius, y - radius - 1
-        if add < h:
-            for x in range(w):
-                columns[x] += image[add, x]
-            rows_in += 1
-        if drop >= 0:
-            for x in range(w):
-                columns[x] -= image[drop, x]
-            rows_in -= 1
-        total = np.int32(0)
-        n = 0
-        for x in range(min(radius, w)):
-            total += columns[x]
-            n += 1
+        row = 0
         for x in range(w):
-            if x + radius < w:
-                total += columns[x + radius]
-                n += 1
-            if x - radius - 1 >= 0:
-                total -= columns[x - radius - 1]
-                n -= 1
-            count = n * rows_in
-            if np.int32(image[y, x]) * count < total - offset * count:
-                out[y, x] = 1
+            row += image[y, x]
+            integral[y + 1, x + 1] = integral[y, x + 1] + row
+    low = np.empty(w, np.int64)
+    high = np.empty(w, np.int64)
+    for x in range(w):
+        low[x] = max(0, x - radius)
+        high[x] = min(w, x + radius + 1)
+    out = np.empty((h, w), np.uint8)
+    for y in range(h):
+        y0, y1 = max(0, y - radius), min(h, y + radius + 1)
+        top = integral[y0]
+        bottom = integral[y1]
+        rows = y1 - y0
+        for x in range(w):
+            a, b = low[x], high[x]
+            total = bottom[b] - top[b] - bottom[a] + top[a]
+            count = rows * (b - a)
+            out[y, x] = 1 if np.int32(image[y, x]) * count < total - offset * count else 0
     return out
 
 
@@ -100,63 +93,79 @@ def _find(parent, i):
 
 
 @njit(cache=True, nogil=True)
-def label(mask):
-    """8-connected components of a 0/1 mask. Returns the label image (0 = background) and per
-    label (1-based row index) its area and bounding box: [area, x0, y0, x1, y1]."""
+def components(mask):
+    """8-connected components of a 0/1 mask, from its horizontal runs.
+
+    Returns the runs (row, first x, last x), the runs of each component grouped together
+    (``order`` with ``starts``: component k owns runs order[starts[k]:starts[k + 1]]) and per
+    component [area, x0, y0, x1, y1].
+    """
     h, w = mask.shape
-    labels = np.zeros((h, w), np.int32)
-    parent = np.zeros(h * w // 2 + 2, np.int32)
-    count = 0
+    capacity = h * (w // 2 + 1)
+    run_row = np.empty(capacity, np.int32)
+    run_x0 = np.empty(capacity, np.int32)
+    run_x1 = np.empty(capacity, np.int32)
+    row_start = np.empty(h + 1, np.int64)
+    n = 0
     for y in range(h):
-        for x in range(w):
-            if not mask[y, x]:
-                continue
-            current = 0
-            for dy, dx in ((0, -1), (-1, -1), (-1, 0), (-1, 1)):
-                ny, nx = y + dy, x + dx
-                if ny < 0 or nx < 0 or nx >= w:
-                    continue
-                other = labels[ny, nx]
-                if other == 0:
-                    continue
-                if current == 0:
-                    current = other
+        row_start[y] = n
+        x = 0
+        while x < w:
+            if mask[y, x]:
+                first = x
+                while x < w and mask[y, x]:
+                    x += 1
+                run_row[n], run_x0[n], run_x1[n] = y, first, x - 1
+                n += 1
+            else:
+                x += 1
+    row_start[h] = n
+    parent = np.arange(n)
+    for y in range(1, h):
+        i, j = row_start[y - 1], row_start[y]
+        end_i, end_j = row_start[y], row_start[y + 1]
+        while i < end_i and j < end_j:  # runs touching across rows, diagonals included
+            if run_x1[i] < run_x0[j] - 1:
+                i += 1
+            elif run_x1[j] < run_x0[i] - 1:
+                j += 1
+            else:
+                a, b = _find(parent, i), _find(parent, j)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+                if run_x1[i] < run_x1[j]:
+                    i += 1
                 else:
-                    a, b = _find(parent, current), _find(parent, other)
-                    if a != b:
-                        if a < b:
-                            parent[b] = a
-                        else:
-                            parent[a] = b
-            if current == 0:
-                count += 1
-                parent[count] = count
-                current = count
-            labels[y, x] = current
-    remap = np.zeros(count + 1, np.int32)
-    final = 0
-    for i in range(1, count + 1):
-        root = _find(parent, i)
-        if remap[root] == 0:
-            final += 1
-            remap[root] = final
-        remap[i] = remap[root]
-    stats = np.zeros((final + 1, 5), np.int32)
-    for i in range(1, final + 1):
-        stats[i, 1] = w
-        stats[i, 2] = h
-    for y in range(h):
-        for x in range(w):
-            v = labels[y, x]
-            if v:
-                v = remap[v]
-                labels[y, x] = v
-                stats[v, 0] += 1
-                stats[v, 1] = min(stats[v, 1], x)
-                stats[v, 2] = min(stats[v, 2], y)
-                stats[v, 3] = max(stats[v, 3], x)
-                stats[v, 4] = max(stats[v, 4], y)
-    return labels, stats
+                    j += 1
+    component = np.full(n, -1, np.int64)
+    count = 0
+    owner = np.empty(n, np.int64)
+    for r in range(n):
+        root = _find(parent, r)
+        if component[root] < 0:
+            component[root] = count
+            count += 1
+        owner[r] = component[root]
+    stats = np.zeros((count, 5), np.int64)
+    stats[:, 1] = w
+    stats[:, 2] = h
+    sizes = np.zeros(count + 1, np.int64)
+    for r in range(n):
+        k = owner[r]
+        stats[k, 0] += run_x1[r] - run_x0[r] + 1
+        stats[k, 1] = min(stats[k, 1], run_x0[r])
+        stats[k, 2] = min(stats[k, 2], run_row[r])
+        stats[k, 3] = max(stats[k, 3], run_x1[r])
+        stats[k, 4] = max(stats[k, 4], run_row[r])
+        sizes[k + 1] += 1
+    starts = np.cumsum(sizes)
+    fill = starts[:-1].copy()
+    order = np.empty(n, np.int64)
+    for r in range(n):
+        k = owner[r]
+        order[fill[k]] = r
+        fill[k] += 1
+    return run_row[:n], run_x0[:n], run_x1[:n], order, starts, stats
 
 
 @njit(cache=True, nogil=True)
@@ -165,27 +174,15 @@ def _cross(ox, oy, ax, ay, bx, by):
 
 
 @njit(cache=True, nogil=True)
-def min_area_rect(labels, index, x0, y0, x1, y1):
-    """Minimum-area rectangle around component ``index``: centre x, y, axis ux, uy, half
-    lengths a, b (pixel centres; callers add half a pixel of border)."""
-    n = y1 - y0 + 1
-    pts = np.empty((2 * n, 2), np.float64)
-    m = 0
-    for y in range(y0, y1 + 1):
-        first = -1
-        last = -1
-        for x in range(x0, x1 + 1):
-            if labels[y, x] == index:
-                if first < 0:
-                    first = x
-                last = x
-        if first >= 0:
-            pts[m, 0], pts[m, 1] = first, y
-            m += 1
-            if last != first:
-                pts[m, 0], pts[m, 1] = last, y
-                m += 1
-    pts = pts[:m]
+def min_area_rect(run_row, run_x0, run_x1, runs):
+    """Minimum-area rectangle around the pixels of the given runs: centre x, y, axis ux, uy,
+    half lengths a, b (pixel centres; callers add half a pixel of border)."""
+    m = 2 * len(runs)
+    pts = np.empty((m, 2), np.float64)
+    for i in range(len(runs)):
+        r = runs[i]
+        pts[2 * i, 0], pts[2 * i, 1] = run_x0[r], run_row[r]
+        pts[2 * i + 1, 0], pts[2 * i + 1, 1] = run_x1[r], run_row[r]
     order = np.argsort(pts[:, 0] * 1e6 + pts[:, 1])
     pts = pts[order]
     hull = np.empty((2 * m + 1, 2), np.float64)
@@ -238,12 +235,12 @@ def min_area_rect(labels, index, x0, y0, x1, y1):
 
 @njit(cache=True, nogil=True)
 def _large_blobs(stats, width, height):
-    """Labels of blobs large enough to hold a symbol (at least 8 × 16 pixels: two pixels per
-    module of the smallest symbol side) and smaller than the frame, largest first."""
+    """Components large enough to hold a symbol (at least 8 × 16 pixels: two pixels per module
+    of the smallest symbol side) and smaller than the frame, largest first."""
     keep = np.zeros(stats.shape[0], np.int64)
     areas = np.zeros(stats.shape[0], np.int64)
     n = 0
-    for i in range(1, stats.shape[0]):
+    for i in range(stats.shape[0]):
         area, x0, y0, x1, y1 = stats[i, 0], stats[i, 1], stats[i, 2], stats[i, 3], stats[i, 4]
         w, h = x1 - x0 + 1, y1 - y0 + 1
         if max(w, h) < 16 or min(w, h) < 8 or area < 64:
@@ -257,22 +254,29 @@ def _large_blobs(stats, width, height):
     return keep[:n][order]
 
 
-def locate(image: np.ndarray, factor: int = 2) -> list[Candidate]:
+def locate(image: np.ndarray, factor: int = 2) -> Iterator[Candidate]:
     """Candidate symbol rectangles in ``image`` (2-D uint8, dark modules on light), largest
-    blobs first. Light-on-dark symbols are found in the inverted image.
+    blobs first, produced as they are needed. Light-on-dark symbols are found in the inverted
+    image.
 
     The search runs on the frame reduced ``factor`` times (the smallest module must stay at
-    least two pixels wide: factor 2 finds modules from 4 px up) and again reduced twice as much,
-    where large modules form solid blobs that the first window size breaks up.
+    least two pixels wide: factor 2 finds modules from 4 px up), then on a copy reduced twice
+    as much, where large modules form solid blobs that the first window size breaks up.
     """
     small = np.ascontiguousarray(image)
     for _ in range(factor.bit_length() - 1):
         small = halve(small)
-    candidates = _blob_rectangles(small, factor)
+    seen: list[Candidate] = []
+    for candidate in _blob_rectangles(small, factor):
+        seen.append(candidate)
+        yield candidate
     if min(small.shape) >= 128:
-        coarse = _blob_rectangles(halve(small), 2 * factor)
-        candidates += [c for c in coarse if not any(_same(c, other) for other in candidates)]
-    return candidates[:MAX_CANDIDATES]
+        for candidate in _blob_rectangles(halve(small), 2 * factor):
+            if len(seen) >= MAX_CANDIDATES:
+                return
+            if not any(_same(candidate, other) for other in seen):
+                seen.append(candidate)
+                yield candidate
 
 
 def _same(a: Candidate, b: Candidate) -> bool:
@@ -282,28 +286,31 @@ def _same(a: Candidate, b: Candidate) -> bool:
     return distance < 0.25 * min(size_a, size_b) and 0.75 < size_a / size_b < 1.33
 
 
-def _blob_rectangles(small: np.ndarray, factor: int) -> list[Candidate]:
-    mask = binarize(small, 6, 6)
-    labels, stats = label(mask)
-    found = _large_blobs(stats, small.shape[1], small.shape[0])
-    candidates = []
-    for index in found[:MAX_CANDIDATES]:
-        area, x0, y0, x1, y1 = stats[index]
-        cx, cy, ux, uy, a, b = min_area_rect(labels, index, x0, y0, x1, y1)
+def _blob_rectangles(small: np.ndarray, factor: int) -> Iterator[Candidate]:
+    yield from _rectangles(binarize(small, 6, 6), factor, 0, 0, False)
+
+
+def _rectangles(mask: np.ndarray, factor: int, x0: int, y0: int, inner_only: bool) -> Iterator[Candidate]:
+    """Candidates from the large components of ``mask`` (``factor`` pixels per mask pixel,
+    offset ``x0``, ``y0``); ``inner_only`` skips components touching the mask's border."""
+    run_row, run_x0, run_x1, order, starts, stats = components(mask)
+    height, width = mask.shape
+    for index in _large_blobs(stats, width, height)[:MAX_CANDIDATES]:
+        area, bx0, by0, bx1, by1 = stats[index]
+        if inner_only and (bx0 == 0 or by0 == 0 or bx1 == width - 1 or by1 == height - 1):
+            continue  # touches the region: background, not a symbol with its quiet zone
+        runs = order[starts[index] : starts[index + 1]]
+        cx, cy, ux, uy, a, b = min_area_rect(run_row, run_x0, run_x1, runs)
         a, b = a + 0.5, b + 0.5
         fill = area / (4 * a * b)
-        long, short = max(a, b), min(a, b)
-        if not 0.2 <= fill <= 0.92 or long > 20 * short:
+        if not 0.2 <= fill <= 0.92 or max(a, b) > 20 * min(a, b):
             continue
-        candidates.append(
-            Candidate(
-                centre=((cx + 0.5) * factor - 0.5, (cy + 0.5) * factor - 0.5),
-                axis=(float(ux), float(uy)),
-                half=(a * factor, b * factor),
-                fill=float(fill),
-            )
+        yield Candidate(
+            centre=(x0 + (cx + 0.5) * factor - 0.5, y0 + (cy + 0.5) * factor - 0.5),
+            axis=(float(ux), float(uy)),
+            half=(a * factor, b * factor),
+            fill=float(fill),
         )
-    return candidates
 
 
 @njit(cache=True, nogil=True)
@@ -356,22 +363,4 @@ def refine(image: np.ndarray, candidate: Candidate) -> list[Candidate]:
         crop = halve(crop)
         factor *= 2
     mask = (crop < threshold).astype(np.uint8)
-    labels, stats = label(mask)
-    found = []
-    for index in _large_blobs(stats, crop.shape[1], crop.shape[0]):
-        area, bx0, by0, bx1, by1 = stats[index]
-        if bx0 == 0 or by0 == 0 or bx1 == crop.shape[1] - 1 or by1 == crop.shape[0] - 1:
-            continue  # touches the crop: background, not a symbol with its quiet zone
-        cx, cy, ux, uy, a, b = min_area_rect(labels, index, bx0, by0, bx1, by1)
-        a, b = a + 0.5, b + 0.5
-        fill = area / (4 * a * b)
-        if 0.2 <= fill <= 0.92 and max(a, b) <= 20 * min(a, b):
-            found.append(
-                Candidate(
-                    centre=(x0 + (cx + 0.5) * factor - 0.5, y0 + (cy + 0.5) * factor - 0.5),
-                    axis=(float(ux), float(uy)),
-                    half=(a * factor, b * factor),
-                    fill=float(fill),
-                )
-            )
-    return found[:4]
+    return list(itertools.islice(_rectangles(mask, factor, x0, y0, True), 4))

@@ -74,17 +74,25 @@ class DataMatrixReader:
     ``polarity``: "dark" (dark modules on light), "light" (light on dark) or "auto" (dark
     first, light when nothing dark was found). ``aperture``: the sampling aperture for
     decoding, in module widths. ``size_hint``: the symbol size (rows, cols) when the line knows
-    it — skips counting the clock tracks and rejects symbols of other sizes.
+    it — skips counting the clock tracks and rejects symbols of other sizes. ``max_symbols``:
+    stop after this many symbols (an inline station expects one per item); None = all.
     """
 
     name = "udigate"
 
-    def __init__(self, polarity: str = "auto", aperture: float = 0.5, size_hint: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        polarity: str = "auto",
+        aperture: float = 0.5,
+        size_hint: tuple[int, int] | None = None,
+        max_symbols: int | None = None,
+    ) -> None:
         if polarity not in ("auto", "dark", "light"):
             raise ValueError(f"polarity {polarity!r}: expected auto, dark or light")
         self.polarity = polarity
         self.aperture = aperture
         self.size_hint = size_hint
+        self.max_symbols = max_symbols
 
     def warm_up(self) -> None:
         """Run every stage once on a built-in symbol: numba kernels are loaded from the cache (or
@@ -102,7 +110,9 @@ class DataMatrixReader:
         if view.ndim != 2 or min(view.shape) < 16:
             return ()
         view = np.ascontiguousarray(view, dtype=np.uint8)
-        factor = 2 if max(view.shape) >= 640 else 1
+        # Search a half-size copy unless the region is small enough that it may hold only
+        # small symbols, whose modules might then fall below two pixels.
+        factor = 2 if min(view.shape) >= 240 else 1
         found: list[Symbol] = []
         for inverted in {"auto": (False, True), "dark": (False,), "light": (True,)}[self.polarity]:
             work = 255 - view if inverted else view
@@ -112,13 +122,13 @@ class DataMatrixReader:
         return tuple(found)
 
     def _read_polarity(self, work: np.ndarray, factor: int, dx: int, dy: int, known: list[Symbol]) -> list[Symbol]:
-        start = time.perf_counter()
         candidates = locate(work, factor)
-        located = time.perf_counter()
         symbols: list[Symbol] = []
         failed = []
         for candidate in candidates:
-            if not self._try(work, candidate, dx, dy, known, symbols, start, located):
+            if self._enough(known, symbols):
+                return symbols
+            if not self._try(work, candidate, dx, dy, known, symbols):
                 failed.append(candidate)
         # Second chance for the largest failures: separated again with a neighbourhood threshold
         # (one when this frame already gave a symbol: most failures are then clutter).
@@ -126,14 +136,19 @@ class DataMatrixReader:
             if self._covered(candidate, dx, dy, known, symbols):
                 continue
             for refined in refine(work, candidate):
-                self._try(work, refined, dx, dy, known, symbols, start, located)
+                if self._enough(known, symbols):
+                    return symbols
+                self._try(work, refined, dx, dy, known, symbols)
         return symbols
+
+    def _enough(self, known: list[Symbol], symbols: list[Symbol]) -> bool:
+        return self.max_symbols is not None and len(known) + len(symbols) >= self.max_symbols
 
     def _covered(self, candidate, dx, dy, known, symbols) -> bool:
         centre = np.array(candidate.centre) + (dx, dy)
         return any(_inside(centre, s.corners) for s in (*known, *symbols))
 
-    def _try(self, work, candidate, dx, dy, known, symbols, start, located) -> bool:
+    def _try(self, work, candidate, dx, dy, known, symbols) -> bool:
         """Decode the symbol of one candidate into ``symbols``; True when it holds one."""
         if self._covered(candidate, dx, dy, known, symbols):
             return True
@@ -146,9 +161,7 @@ class DataMatrixReader:
             symbol = self.decode_grid(work, grid, dx, dy)
             if symbol is not None:
                 t2 = time.perf_counter()
-                symbol.timings_ms.update(
-                    locate=(located - start) * 1000, finder=(t1 - t0) * 1000, decode=(t2 - t1) * 1000
-                )
+                symbol.timings_ms.update(finder=(t1 - t0) * 1000, decode=(t2 - t1) * 1000)
                 symbols.append(symbol)
                 return True
         return False
