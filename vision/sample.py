@@ -27,8 +27,9 @@ def bilinear(image, x, y):
 
 @njit(cache=True, nogil=True)
 def aperture_offsets(radius):
-    """Sample points filling a disc of ``radius`` pixels, on a half-pixel lattice (at least the centre)."""
-    step = 0.5
+    """Sample points filling a disc of ``radius`` pixels on a lattice of half a pixel, or of
+    half the radius for wide discs (enough for a mean; at least the centre)."""
+    step = max(0.5, radius / 2)
     n = int(radius / step)
     points = np.zeros(((2 * n + 1) ** 2, 2), np.float64)
     k = 0
