@@ -31,10 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gateway.app import Gateway  # noqa: E402
 from gateway.broker import free_port  # noqa: E402
 from gateway.config import demo_config_text, override, parse_config  # noqa: E402
-from gateway.pipeline import STAGES, Pipeline  # noqa: E402
+from gateway.pipeline import STAGES, Pipeline, line_reader  # noqa: E402
 from gateway.sources.simulator import DEFECTS, LineSimulator  # noqa: E402
 from gateway.stats import LineStats, Snapshot  # noqa: E402
-from vision.reader import open_reader  # noqa: E402
 
 
 class MemoryReplay:
@@ -96,9 +95,7 @@ def main() -> int:
         print(f"\nsimulator rendering: {render_s / len(frames) * 1000:.2f} ms per frame (one thread)")
 
         stats = LineStats()
-        vision = config.vision
-        reader = open_reader(vision.decoder, vision.polarity, vision.second_opinion, vision.size_hint)
-        pipeline = Pipeline(config, reader, stats.record)
+        pipeline = Pipeline(config, line_reader(config), stats.record)
         pipeline.warm_up()
         started = time.perf_counter()
         pipeline.run(MemoryReplay(frames), threading.Event())

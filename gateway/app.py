@@ -19,13 +19,12 @@ from datetime import date
 from plc.registers import RegisterImage, Status
 from plc.server import StationServer
 from plc.simulator import PlcCounts, PlcSimulator
-from vision.reader import open_reader
 
 from .broker import start_embedded_broker
 from .config import Config
 from .ioloop import IoLoop
 from .mqtt import MqttPublisher
-from .pipeline import Pipeline, Verdict
+from .pipeline import Pipeline, Verdict, line_reader
 from .reasons import result_code
 from .records import LineContext, item_record
 from .rejects import RejectLog
@@ -72,9 +71,7 @@ class Gateway:
         self.stats = LineStats()
         self.context = LineContext(config.line.site, config.line.name, config.job.id, LineContext.new_run_id())
         self.source = open_source(config, today=today())
-        vision = config.vision
-        reader = open_reader(vision.decoder, vision.polarity, vision.second_opinion, vision.size_hint)
-        self.pipeline = Pipeline(config, reader, self._emit, today=today)
+        self.pipeline = Pipeline(config, line_reader(config), self._emit, today=today)
         self.registers = RegisterImage()
         self.io = IoLoop()
         self.mqtt: MqttPublisher | None = None

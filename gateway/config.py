@@ -129,6 +129,7 @@ class VisionSection(Section):
     second_opinion: Literal["consensus", "fallback", "off"] = "consensus"
     polarity: Literal["auto", "dark", "light"] = "auto"  # dark modules on light, light on dark, or both
     size_hint: tuple[int, ...] | None = None  # [rows, cols] when the line prints one symbol size
+    max_symbols: int = Field(1, ge=1, le=16)  # symbols to look for per frame (an item carries one)
     workers: int = Field(2, ge=1, le=32)  # decoding threads
     queue_size: int = Field(4, ge=1, le=1024)  # frames waiting for a worker
     roi: tuple[int, ...] | None = None  # [x, y, width, height] in pixels; none = whole frame

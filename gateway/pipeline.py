@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from vision.grade import Grade, grade_symbol
-from vision.reader import Reader
+from vision.reader import Reader, open_reader
 from vision.symbol import Roi, Symbol
 
 from .config import Config
@@ -101,6 +101,12 @@ class ReorderBuffer:
                 inspection = self._pending.pop(self._next)
                 self._next += 1
             yield inspection
+
+
+def line_reader(config: Config) -> Reader:
+    """The reader the line's configuration asks for."""
+    v = config.vision
+    return open_reader(v.decoder, v.polarity, v.second_opinion, v.size_hint, v.max_symbols)
 
 
 class Pipeline:

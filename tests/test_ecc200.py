@@ -52,11 +52,19 @@ def test_every_size_round_trips_through_zxing_cpps_writer(index, size):
         (["-d", "abcdefghijklmnopqrstuvwxyz abcdefghij"], b"abcdefghijklmnopqrstuvwxyz abcdefghij", "]d1", {"text"}),
         (["--esc", "-d", r"ABC*DEF>GHI\rJKL*MNO>PQR\rSTU*VWX>"], b"ABC*DEF>GHI\rJKL*MNO>PQR\rSTU*VWX>", "]d1", {"x12"}),
         (["-d", "@ABCDEFG.,?/[]^_@ABC:;<=>?@ABCDEF"], b"@ABCDEFG.,?/[]^_@ABC:;<=>?@ABCDEF", "]d1", {"edifact"}),
-        (["--binary", "--esc", "-d", r"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8\x00\x01"],
-         bytes([255, 254, 253, 252, 251, 250, 249, 248, 0, 1]), "]d1", {"base256"}),
+        (
+            ["--binary", "--esc", "-d", r"\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8\x00\x01"],
+            bytes([255, 254, 253, 252, 251, 250, 249, 248, 0, 1]),
+            "]d1",
+            {"base256"},
+        ),
         (["-d", "12345678901234567890"], b"12345678901234567890", "]d1", {"ascii"}),
-        (["--gs1", "--gssep", "-d", "[01]06901234567892[17]281231[10]ABCDEFGHIJ[21]XYZ123"],
-         b"01069012345678921728123110ABCDEFGHIJ\x1d21XYZ123", "]d2", None),
+        (
+            ["--gs1", "--gssep", "-d", "[01]06901234567892[17]281231[10]ABCDEFGHIJ[21]XYZ123"],
+            b"01069012345678921728123110ABCDEFGHIJ\x1d21XYZ123",
+            "]d2",
+            None,
+        ),
         (["--esc", "-d", r"[)>\R05\G0106901234567892\R\E"], b"[)>\x1e05\x1d0106901234567892\x1e\x04", "]d1", None),
         (["--esc", "-d", r"[)>\R06\G12345\R\E"], b"[)>\x1e06\x1d12345\x1e\x04", "]d1", None),
         (["--eci=26", "-d", "Grüße 你好"], "Grüße 你好".encode(), "]d4", None),
@@ -101,7 +109,7 @@ def test_padding_is_checked():
 def test_reed_solomon_corrects_up_to_capacity_with_exact_counts(ec):
     rng = np.random.default_rng(ec)
     reserved = ec % 2
-    for trial in range(60):
+    for _ in range(60):
         data = rng.integers(0, 256, int(rng.integers(3, 120))).astype(np.int32)
         block = np.concatenate([data, encode(data, ec)])
         erasures = int(rng.integers(0, ec - reserved + 1))
@@ -120,7 +128,7 @@ def test_reed_solomon_corrects_up_to_capacity_with_exact_counts(ec):
 def test_reed_solomon_fails_beyond_capacity(ec):
     rng = np.random.default_rng(100 + ec)
     reserved = ec % 2
-    for trial in range(200):
+    for _ in range(200):
         data = rng.integers(0, 256, int(rng.integers(3, 120))).astype(np.int32)
         block = np.concatenate([data, encode(data, ec)])
         errors = (ec - reserved) // 2 + 1 + int(rng.integers(0, 3))

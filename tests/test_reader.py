@@ -150,4 +150,4 @@ def test_libdmtx_adapter_reports_gs1_with_separators():
     modules = zxing_modules("(01)06901234567892(10)LOT7(21)S1", gs1=True, forceSquare=True)
     (symbol,) = LibdmtxReader().read(image_of(modules))
     assert symbol.symbology_identifier == "]d2"
-    assert symbol.data == b"0106901234567892" b"10LOT7\x1d21S1"
+    assert symbol.data == b"010690123456789210LOT7\x1d21S1"

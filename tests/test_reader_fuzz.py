@@ -41,8 +41,13 @@ def test_random_frames(seed):
 
 
 def test_degenerate_images():
-    for image in (np.zeros((480, 640), np.uint8), np.full((480, 640), 255, np.uint8), np.zeros((10, 10), np.uint8),
-                  np.zeros((1, 2000), np.uint8), np.zeros((2000, 3), np.uint8)):
+    for image in (
+        np.zeros((480, 640), np.uint8),
+        np.full((480, 640), 255, np.uint8),
+        np.zeros((10, 10), np.uint8),
+        np.zeros((1, 2000), np.uint8),
+        np.zeros((2000, 3), np.uint8),
+    ):
         assert read_bounded(image) == ()
 
 

@@ -57,7 +57,7 @@ class SecondOpinionReader:
         tl, tr, br, bl = (np.array(p, np.float64) for p in other.corners)
         work = np.ascontiguousarray(image, dtype=np.uint8)
         module = float(np.linalg.norm(br - bl)) / other.cols
-        for polarity, view in (("dark", work), ("light", 255 - work)):
+        for view in (work, 255 - work):  # polarity unknown: dark modules first
             region = view[_bounds(other.corners, image.shape)]
             dark, light = float(np.percentile(region, 5)), float(np.percentile(region, 95))
             finder = Finder(bl, br, tl, tr, module, dark, light)

@@ -227,13 +227,18 @@ def _inside(point: np.ndarray, quad) -> bool:
 
 
 def open_reader(
-    name: str = "udigate", polarity: str = "auto", second_opinion: str = "off", size_hint: tuple[int, int] | None = None
+    name: str = "udigate",
+    polarity: str = "auto",
+    second_opinion: str = "off",
+    size_hint: tuple[int, int] | None = None,
+    max_symbols: int | None = None,
 ) -> Reader:
     """The reader registered under ``name``: "udigate" (own, optionally with a second opinion
     from zxing-cpp, see vision.consensus), "zxing" or "libdmtx". ``polarity``: "auto", "dark"
-    (dark modules on light) or "light"."""
+    (dark modules on light) or "light"; ``size_hint`` and ``max_symbols``: see
+    :class:`DataMatrixReader`."""
     if name == "udigate":
-        own = DataMatrixReader(polarity, size_hint=size_hint)
+        own = DataMatrixReader(polarity, size_hint=size_hint, max_symbols=max_symbols)
         if second_opinion == "off":
             return own
         from .consensus import SecondOpinionReader

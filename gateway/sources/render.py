@@ -68,9 +68,7 @@ class FrameRenderer:
         if label.smudge:
             # An ink smear across the corner where the finder's solid sides meet, large enough
             # that no decoder can recover the symbol (more than error correction can repair).
-            cv2.ellipse(
-                canvas, (q, q + n * s), (int(0.75 * n * s), int(0.6 * n * s)), 30, 0, 360, round(label.ink), -1
-            )
+            cv2.ellipse(canvas, (q, q + n * s), (int(0.75 * n * s), int(0.6 * n * s)), 30, 0, 360, round(label.ink), -1)
         for i, line in enumerate(label.text_lines):
             y = int(line_height * (i + 1) + line_height * 0.3)
             cv2.putText(
