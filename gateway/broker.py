@@ -129,8 +129,14 @@ class InProcessBroker:
         asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
 
     def close(self) -> None:
+        """Stop the broker; clients still connected (a subscriber left open) are cut off after
+        a few seconds rather than holding the gateway's shutdown."""
         if self._broker is not None:
-            asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self.loop).result(10)
+            done = asyncio.run_coroutine_threadsafe(asyncio.wait_for(self._broker.shutdown(), 5), self.loop)
+            try:
+                done.result(10)
+            except TimeoutError:
+                log.warning("the in-process MQTT broker did not stop cleanly within 5 s")
             self._broker = None
 
 

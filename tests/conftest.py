@@ -60,8 +60,8 @@ class Subscriber:
         return predicate()
 
     def close(self) -> None:
-        self.client.loop_stop()
         self.client.disconnect()
+        self.client.loop_stop()
 
 
 @pytest.fixture

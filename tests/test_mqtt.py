@@ -50,6 +50,7 @@ def test_in_process_broker_when_mosquitto_is_absent(subscribe):
     try:
         subscriber = publish_and_close(broker.host, broker.port, subscribe, count=20)
         assert len(subscriber.json_on("/verified")) == 16
+        subscriber.close()
     finally:
         broker.close()
         io.stop()

@@ -116,25 +116,31 @@ class DataMatrixReader:
         found: list[Symbol] = []
         for inverted in {"auto": (False, True), "dark": (False,), "light": (True,)}[self.polarity]:
             work = 255 - view if inverted else view
-            found += self._read_polarity(work, factor, dx, dy, found)
+            found += self._read_polarity(work, factor, dx, dy, found, centred=roi is not None)
             if found:
                 break
         return tuple(found)
 
-    def _read_polarity(self, work: np.ndarray, factor: int, dx: int, dy: int, known: list[Symbol]) -> list[Symbol]:
-        candidates = locate(work, factor)
+    def _read_polarity(
+        self, work: np.ndarray, factor: int, dx: int, dy: int, known: list[Symbol], centred: bool
+    ) -> list[Symbol]:
+        candidates = locate(work, factor, centred)
         symbols: list[Symbol] = []
         failed = []
         for candidate in candidates:
             if self._enough(known, symbols):
                 return symbols
-            if not self._try(work, candidate, dx, dy, known, symbols):
+            if candidate.hollow or not self._try(work, candidate, dx, dy, known, symbols):
                 failed.append(candidate)
         # Second chance for the largest failures: separated again with a neighbourhood threshold
         # (one when this frame already gave a symbol: most failures are then clutter).
-        for candidate in failed[: MAX_REFINEMENTS if not (known or symbols) else 1]:
+        budget = MAX_REFINEMENTS if not (known or symbols) else 1
+        for candidate in failed:
+            if budget == 0:
+                break
             if self._covered(candidate, dx, dy, known, symbols):
                 continue
+            budget -= 1
             for refined in refine(work, candidate):
                 if self._enough(known, symbols):
                     return symbols
