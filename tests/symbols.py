@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
+import cv2
 import numpy as np
 import zxingcpp
 
@@ -31,5 +32,36 @@ def zint_modules(*args: str) -> tuple[np.ndarray, SymbolSize]:
 
 def image_of(modules: np.ndarray, module_px: int = 6, quiet: int = 3, ink: int = 25, paper: int = 225) -> np.ndarray:
     """A clean grayscale picture of a module matrix with its quiet zone."""
-    picture = np.where(np.kron(modules, np.ones((module_px, module_px), bool)), ink, paper).astype(np.uint8)
+    return camera(render(modules, module_px, ink, paper, quiet))
+
+
+def render(
+    modules: np.ndarray,
+    module_px: int = 10,
+    ink: float = 30,
+    paper: float = 220,
+    quiet: int = 3,
+    levels: np.ndarray | None = None,
+    growth_px: int = 0,
+) -> np.ndarray:
+    """A clean float picture of a module matrix: ``levels`` (rows × cols, NaN = default) sets
+    the grey level of single modules; ``growth_px`` widens every dark area by that many pixels
+    on each side (print growth)."""
+    dark = np.kron(modules, np.ones((module_px, module_px), bool))
+    if growth_px:
+        kernel = np.ones((2 * growth_px + 1, 2 * growth_px + 1), np.uint8)
+        dark = cv2.dilate(dark.astype(np.uint8), kernel).astype(bool)
+    picture = np.where(dark, ink, paper).astype(np.float32)
+    if levels is not None:
+        override = np.kron(levels, np.ones((module_px, module_px)))
+        picture = np.where(np.isnan(override), picture, override).astype(np.float32)
     return np.pad(picture, quiet * module_px, constant_values=paper)
+
+
+def camera(picture: np.ndarray, rng: np.random.Generator | None = None, noise: float = 0.0, blur: float = 0.0):
+    """``picture`` as an 8-bit camera frame: optional Gaussian blur and sensor noise."""
+    if blur:
+        picture = cv2.GaussianBlur(picture, (0, 0), blur)
+    if noise and rng is not None:
+        picture = picture + rng.normal(0, noise, picture.shape).astype(np.float32)
+    return np.clip(np.round(picture), 0, 255).astype(np.uint8)

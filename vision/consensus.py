@@ -57,12 +57,13 @@ class SecondOpinionReader:
         tl, tr, br, bl = (np.array(p, np.float64) for p in other.corners)
         work = np.ascontiguousarray(image, dtype=np.uint8)
         module = float(np.linalg.norm(br - bl)) / other.cols
-        for view in (work, 255 - work):  # polarity unknown: dark modules first
+        for inverted in (False, True):  # polarity unknown: dark modules first
+            view = 255 - work if inverted else work
             region = view[_bounds(other.corners, image.shape)]
             dark, light = float(np.percentile(region, 5)), float(np.percentile(region, 95))
             finder = Finder(bl, br, tl, tr, module, dark, light)
             for grid in grids(view, finder, (other.rows, other.cols)):
-                symbol = self.primary.decode_grid(view, grid)
+                symbol = self.primary.decode_grid(view, grid, inverted=inverted)
                 if symbol is not None:
                     return replace(symbol, decoder=f"{self.primary.name}+{self.second.name} corners")
         return None

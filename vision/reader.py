@@ -116,13 +116,13 @@ class DataMatrixReader:
         found: list[Symbol] = []
         for inverted in {"auto": (False, True), "dark": (False,), "light": (True,)}[self.polarity]:
             work = 255 - view if inverted else view
-            found += self._read_polarity(work, factor, dx, dy, found, centred=roi is not None)
+            found += self._read_polarity(work, factor, dx, dy, found, roi is not None, inverted)
             if found:
                 break
         return tuple(found)
 
     def _read_polarity(
-        self, work: np.ndarray, factor: int, dx: int, dy: int, known: list[Symbol], centred: bool
+        self, work: np.ndarray, factor: int, dx: int, dy: int, known: list[Symbol], centred: bool, inverted: bool
     ) -> list[Symbol]:
         candidates = locate(work, factor, centred)
         symbols: list[Symbol] = []
@@ -130,7 +130,7 @@ class DataMatrixReader:
         for candidate in candidates:
             if self._enough(known, symbols):
                 return symbols
-            if candidate.hollow or not self._try(work, candidate, dx, dy, known, symbols):
+            if candidate.hollow or not self._try(work, candidate, dx, dy, known, symbols, inverted):
                 failed.append(candidate)
         # Second chance for the largest failures: separated again with a neighbourhood threshold
         # (one when this frame already gave a symbol: most failures are then clutter).
@@ -144,7 +144,7 @@ class DataMatrixReader:
             for refined in refine(work, candidate):
                 if self._enough(known, symbols):
                     return symbols
-                self._try(work, refined, dx, dy, known, symbols)
+                self._try(work, refined, dx, dy, known, symbols, inverted)
         return symbols
 
     def _enough(self, known: list[Symbol], symbols: list[Symbol]) -> bool:
@@ -154,7 +154,7 @@ class DataMatrixReader:
         centre = np.array(candidate.centre) + (dx, dy)
         return any(_inside(centre, s.corners) for s in (*known, *symbols))
 
-    def _try(self, work, candidate, dx, dy, known, symbols) -> bool:
+    def _try(self, work, candidate, dx, dy, known, symbols, inverted) -> bool:
         """Decode the symbol of one candidate into ``symbols``; True when it holds one."""
         if self._covered(candidate, dx, dy, known, symbols):
             return True
@@ -164,7 +164,7 @@ class DataMatrixReader:
             return False
         t1 = time.perf_counter()
         for grid in grids(work, finder, self.size_hint):
-            symbol = self.decode_grid(work, grid, dx, dy)
+            symbol = self.decode_grid(work, grid, dx, dy, inverted)
             if symbol is not None:
                 t2 = time.perf_counter()
                 symbol.timings_ms.update(finder=(t1 - t0) * 1000, decode=(t2 - t1) * 1000)
@@ -172,9 +172,12 @@ class DataMatrixReader:
                 return True
         return False
 
-    def decode_grid(self, work: np.ndarray, grid: Grid, dx: int = 0, dy: int = 0) -> Symbol | None:
-        """Sample, threshold and decode one grid (dark modules = low values in ``work``; ``dx``,
-        ``dy``: offset of ``work`` in the frame). A failed decode is retried with the module
+    def decode_grid(
+        self, work: np.ndarray, grid: Grid, dx: int = 0, dy: int = 0, inverted: bool = False
+    ) -> Symbol | None:
+        """Sample, threshold and decode one grid (dark modules = low values in ``work``, which is
+        the frame ``inverted`` for light-on-dark symbols; ``dx``, ``dy``: offset of ``work`` in
+        the frame). A failed decode is retried with the module
         centres refined locally (warped prints), then with uncertain modules as erasures."""
         size = grid.size
         pattern = layout(size).pattern
@@ -200,7 +203,9 @@ class DataMatrixReader:
             return None
         # The fitted grid: centres refined against the modules the symbol really has.
         ideal = modules_from_codewords(decoded.corrected, size)
-        grid = replace(grid, centres=refine_centres(work, grid.centres, ideal, threshold))
+        grid = replace(
+            grid, centres=refine_centres(work, grid.centres, ideal, threshold), modules=ideal, inverted=inverted
+        )
         message = decoded.message
         if dx or dy:  # report the grid in frame coordinates
             shift = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
