@@ -4,9 +4,11 @@ ISO/IEC TR 29158 for direct part marks, on the own reader's fitted grid and Reed
 Everything is measured on reflectance: grey levels through the calibration (a linear map from
 an image of a card with two known reflectances), or grey/255 uncalibrated. The synthetic
 aperture is a disc of ``aperture_mil`` at the symbol's nominal X dimension. The symbol and its
-one-module quiet zone are resampled onto a canonical image (``k`` pixels per module) through the
-grid's homography and filtered with the aperture once; symbol contrast, module reflectances
-(at the refined module centres), quiet zone and print growth all come from it.
+quiet zone are measured on the camera image itself: the aperture's mean at every fitted module
+centre and on a one-module ring of quiet zone (an equal-area quadrature of bilinear samples,
+so sub-pixel moves change it smoothly and repeated images give repeatable numbers); symbol
+contrast, modulation, margins and fixed-pattern damage come from those reflectances, print
+growth from the camera image between the fitted centres.
 
 Where the ISO texts are not public, the choices are explicit and configurable (see
 ../shared/reference/datamatrix-and-grading.md): the codeword overlay counts damaged codewords
@@ -44,6 +46,8 @@ LOWER_IS_BETTER = {
     "GN": (0.38, 0.50, 0.63, 0.75),  # module widths
 }
 METHODS = ("2011", "2024", "dpm")
+MODULATION_EDGES = np.array(HIGHER_IS_BETTER["MOD"])
+UEC_EDGES = np.array(HIGHER_IS_BETTER["UEC"])
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,11 @@ class Calibration:
     def reflectance(self, grey):
         slope = (self.card_rmax - self.card_rmin) / (self.grey_light - self.grey_dark)
         return self.card_rmin + (np.asarray(grey, np.float32) - self.grey_dark) * slope
+
+    def grey(self, reflectance: float) -> float:
+        """The grey level that reads as ``reflectance`` (the inverse map)."""
+        slope = (self.card_rmax - self.card_rmin) / (self.grey_light - self.grey_dark)
+        return self.grey_dark + (reflectance - self.card_rmin) / slope
 
 
 def measure_calibration(image: np.ndarray, card_rmax: float, card_rmin: float, date: str) -> Calibration:
@@ -182,36 +191,23 @@ class _Grader:
         grid = self.grid = symbol.grid
         self.size = grid.size
         rows, cols = self.size.rows, self.size.cols
-        # Canonical image of the symbol and its quiet zone: module coordinates −1 … cols+1.
-        k = self.k = int(np.clip(round(grid.module_px), 6, 16))
-        to_module = np.array([[1 / k, 0, -1], [0, 1 / k, -1], [0, 0, 1]], np.float64)
-        self.to_frame = grid.homography @ to_module
-        shape = ((cols + 2) * k, (rows + 2) * k)
-        raw = cv2.warpPerspective(
-            np.ascontiguousarray(image, dtype=np.uint8), self.to_frame, shape,
-            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE,
-        ).astype(np.float32)
-        calibration = settings.calibration
-        self.raw = calibration.reflectance(raw) if calibration else raw * (100.0 / 255.0)
-        diameter = max(1, int(round(settings.aperture_modules * k)))
-        disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (diameter, diameter)).astype(np.float32)
-        self.filtered = cv2.filter2D(self.raw, -1, disc / disc.sum(), borderType=cv2.BORDER_REPLICATE)
-        # Reflectance of every module through the aperture: at the refined centres inside the
-        # symbol, on the ideal grid in the quiet zone ring.
-        # The actual grid: the reader's centres refined until they settle (a single pass, enough
-        # to decode, leaves part of a smooth displacement).
-        gray = np.ascontiguousarray(image, dtype=np.uint8)
+        # The actual grid: the ideal grid (the homography through the corners) plus the smooth
+        # displacement field the module edges call for; the reader's own centres carry
+        # per-module jitter from decoding and are not used.
+        gray = self.gray = np.ascontiguousarray(image, dtype=np.uint8)
         samples = sample_modules(gray, grid.centres, 0.0)
         dark_physical = grid.modules != grid.inverted
         midpoint = 0.5 * (float(samples[dark_physical].mean()) + float(samples[~dark_physical].mean()))
-        self.centres = fit_centres(gray, grid.centres, grid.modules, midpoint)
-        frame_to_canonical = np.linalg.inv(self.to_frame)
-        inner = project(frame_to_canonical, self.centres.reshape(-1, 2)).reshape(rows, cols, 2)
-        self.canonical_centres = inner
-        ring_r, ring_c = np.meshgrid(np.arange(-1, rows + 1), np.arange(-1, cols + 1), indexing="ij")
-        centres = np.stack([(ring_c + 1.5) * k, (ring_r + 1.5) * k], axis=-1).astype(np.float64)
-        centres[1:-1, 1:-1] = inner
-        self.reflectance = _bilinear(self.filtered, centres)  # (rows+2) × (cols+2)
+        ideal = project(grid.homography, _ring_grid(rows, cols)).reshape(rows + 2, cols + 2, 2)
+        self.centres = fit_centres(gray, ideal[1:-1, 1:-1], grid.modules, midpoint)
+        # Reflectance of every module through the aperture: at the actual centres inside the
+        # symbol, on the ideal grid in the one-module quiet zone ring around it.
+        points = ideal.copy()
+        points[1:-1, 1:-1] = self.centres
+        radius = 0.5 * settings.aperture_modules * grid.module_px
+        grey = _aperture_means(gray, points.reshape(-1, 2), radius).reshape(rows + 2, cols + 2)
+        calibration = settings.calibration
+        self.reflectance = calibration.reflectance(grey) if calibration else grey * (100.0 / 255.0)
         dark_logic = np.zeros((rows + 2, cols + 2), bool)
         dark_logic[1:-1, 1:-1] = grid.modules
         self.expect_dark = dark_logic != grid.inverted  # physically dark
@@ -224,9 +220,9 @@ class _Grader:
     # -- shared measurements ------------------------------------------------------------------
 
     def contrast(self, percentile_mean: bool) -> tuple[float, float]:
-        """Rmax, Rmin over the symbol and its quiet zone (2011: extremes; 2024: means of the
-        lightest and darkest 1 %)."""
-        values = self.filtered
+        """Rmax, Rmin over the modules of the symbol and its quiet zone, through the aperture
+        (2011: extremes; 2024: means of the lightest and darkest 1 %, at least one module)."""
+        values = self.reflectance
         if not percentile_mean:
             return float(values.max()), float(values.min())
         flat = np.sort(values, axis=None)
@@ -236,63 +232,44 @@ class _Grader:
     def module_grades(self, threshold: float, scale: float, margin: bool) -> tuple[np.ndarray, np.ndarray]:
         """Per module: modulation 2·|R − threshold| / scale and its grade; with ``margin``, a
         module on the wrong side of the threshold counts 0 (reflectance margin)."""
-        r = self.reflectance
-        modulation = 2.0 * np.abs(r - threshold) / scale
-        if margin:
-            wrong = (r < threshold) != self.expect_dark
-            modulation = np.where(wrong, 0.0, modulation)
-        edges = np.array(HIGHER_IS_BETTER["MOD"])
-        grades = (modulation[..., None] >= edges).sum(axis=-1)  # A edge met → 4, … none → 0
-        return modulation, grades
+        return _module_grades(self.reflectance, self.expect_dark, threshold, scale, margin, MODULATION_EDGES)
 
     def overlay(self, grades: np.ndarray) -> int:
         """Codeword overlay: each codeword takes its lowest module grade; for level L = 4 … 1
         codewords below L count as erasures (and the decode's own corrections outside them as
         errors) in a notional UEC of each Reed–Solomon block; the result is the highest L
         whose worst block's notional UEC grade is at least L."""
-        inner = grades[1:-1, 1:-1]
-        codeword = inner[self.bit_rows, self.bit_cols].min(axis=1)
-        corrected = np.zeros(len(codeword), bool)
+        corrected = np.zeros(len(self.bit_rows), np.bool_)
         corrected[list(self.damaged_codewords)] = True
         size = self.size
-        usable = size.ec_per_block - size.reserved_codewords
-        blocks = block_indices(size)
-        for level in (4, 3, 2, 1):
-            worst = np.inf
-            for positions, _ in blocks:
-                damaged = codeword[positions] < level
-                errors = int((corrected[positions] & ~damaged).sum())
-                worst = min(worst, 1.0 - (int(damaged.sum()) + 2 * errors) / usable)
-            if band(worst, HIGHER_IS_BETTER["UEC"]) >= level:
-                return level
-        return 0
+        return _overlay(
+            grades,
+            self.bit_rows,
+            self.bit_cols,
+            _block_of(size),
+            size.block_count,
+            corrected,
+            float(size.ec_per_block - size.reserved_codewords),
+            UEC_EDGES,
+        )
 
     @property
     def damaged_codewords(self) -> tuple[int, ...]:
         return tuple(sorted(p for b in self.symbol.blocks for p in b.corrected))
-
-    def segments(self) -> dict[str, np.ndarray]:
-        return fixed_pattern_segments(self.size)
 
     def fixed_pattern(self, grades: np.ndarray, distributed: bool) -> tuple[int, dict[str, int]]:
         """Fixed pattern damage: each segment graded through the per-level overlay (modules
         below the level are damaged, the damaged share graded on ``fpd_damage``); FPD is the
         lowest segment grade and the average grade (2011/2024) or the distributed damage over
         all segments together (TR 29158), whichever is lower."""
-        edges = self.settings.fpd_damage
-        segments = self.segments()
-
-        def graded(mask: np.ndarray) -> int:
-            values = grades[mask]
-            for level in (4, 3, 2, 1):
-                if band(float(np.mean(values < level)), edges, higher_is_better=False) >= level:
-                    return level
-            return 0
-
-        per_segment = {name: graded(mask) for name, mask in segments.items()}
+        names, masks, cells = _segment_matrix(self.size)
+        below = (grades.reshape(-1)[None, :] < np.arange(1, 5)[:, None]).astype(np.float64)  # level 1 … 4 × cells
+        shares = (below @ masks.T) / cells  # level × segment: damaged share at each level
+        per_segment = {name: _fpd_level(shares[:, i], self.settings.fpd_damage) for i, name in enumerate(names)}
         lowest = min(per_segment.values())
         if distributed:
-            second = graded(np.logical_or.reduce(list(segments.values())))
+            everywhere = (below @ masks.any(axis=0)) / masks.any(axis=0).sum()
+            second = _fpd_level(everywhere, self.settings.fpd_damage)
         else:
             mean = float(np.mean(list(per_segment.values())))
             second = 4 if mean >= 4 else 3 if mean >= 3.5 else 2 if mean >= 3.0 else 1 if mean >= 2.5 else 0
@@ -312,11 +289,13 @@ class _Grader:
     def print_growth(self, threshold: float) -> tuple[float, float]:
         """Print growth per axis, (dark − light)/(dark + light) of the mean run widths along the
         top clock track (horizontal) and the right one (vertical): 0 is ideal, +0.2 means dark
-        modules 20 % wider than light ones. Measured without the aperture."""
-        rows, cols = self.size.rows, self.size.cols
-        top = self.canonical_centres[0, :]
-        right = self.canonical_centres[:, cols - 1]
-        return _growth(self.raw, np.ascontiguousarray(top), threshold), _growth(self.raw, np.ascontiguousarray(right), threshold)
+        modules 20 % wider than light ones. Measured on the camera image between the fitted
+        centres, without the aperture (``threshold`` is a reflectance)."""
+        calibration = self.settings.calibration
+        grey = calibration.grey(threshold) if calibration else threshold * 255.0 / 100.0
+        top = np.ascontiguousarray(self.centres[0, :])
+        right = np.ascontiguousarray(self.centres[:, self.size.cols - 1])
+        return _growth(self.gray, top, grey), _growth(self.gray, right, grey)
 
     # -- the methods ------------------------------------------------------------------------
 
@@ -370,8 +349,12 @@ class _Grader:
             parameters["MOD"] = ParameterGrade(round(low, 2), float(rm))
             parameters["RM"] = ParameterGrade(round(low, 2), float(rm))
         else:
-            parameters["MOD"] = ParameterGrade(round(float(modulation[1:-1, 1:-1][data].min()), 2), float(self.overlay(mod_grades)))
-            parameters["RM"] = ParameterGrade(round(float(margin[1:-1, 1:-1][data].min()), 2), float(self.overlay(rm_grades)))
+            parameters["MOD"] = ParameterGrade(
+                round(float(modulation[1:-1, 1:-1][data].min()), 2), float(self.overlay(mod_grades))
+            )
+            parameters["RM"] = ParameterGrade(
+                round(float(margin[1:-1, 1:-1][data].min()), 2), float(self.overlay(rm_grades))
+            )
         worst_segment = min(segments, key=segments.get)
         parameters["FPD"] = ParameterGrade(float(segments[worst_segment]), float(fpd))
         parameters["AN"] = ParameterGrade(round(an, 3), float(grade(an, LOWER_IS_BETTER["AN"], False)))
@@ -413,9 +396,13 @@ class _Grader:
             "UEC": ParameterGrade(round(uec, 3), float(band(uec, HIGHER_IS_BETTER["UEC"]))),
         }
         pg_x, pg_y = self.print_growth(threshold)
-        informative = {"mean_light": round(mean_light, 1), "mean_dark": round(mean_dark, 1),
-                       "print_growth_x": round(pg_x, 3), "print_growth_y": round(pg_y, 3),
-                       **{f"FPD.{name}": float(g) for name, g in segments.items()}}
+        informative = {
+            "mean_light": round(mean_light, 1),
+            "mean_dark": round(mean_dark, 1),
+            "print_growth_x": round(pg_x, 3),
+            "print_growth_y": round(pg_y, 3),
+            **{f"FPD.{name}": float(g) for name, g in segments.items()},
+        }
         return parameters, informative, cm_grades
 
 
@@ -454,9 +441,118 @@ def fixed_pattern_segments(size: SymbolSize) -> dict[str, np.ndarray]:
     return found
 
 
+@cache
+def _segment_matrix(size: SymbolSize) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """The fixed-pattern segments as rows of a matrix over the flattened module array, for
+    counting damaged modules of every segment at every level in one product."""
+    segments = fixed_pattern_segments(size)
+    masks = np.array([m.reshape(-1) for m in segments.values()], np.float64)
+    return tuple(segments), masks, masks.sum(axis=1)
+
+
+def _fpd_level(shares: np.ndarray, edges: tuple[float, float, float, float]) -> int:
+    """Highest level L whose damaged share (modules graded below L) still grades at least L."""
+    for level in (4, 3, 2, 1):
+        if band(float(shares[level - 1]), edges, higher_is_better=False) >= level:
+            return level
+    return 0
+
+
 def _pattern_mask(pattern: np.ndarray) -> np.ndarray:
     """True where a module belongs to a fixed pattern (finder, clock, filler), not to a codeword."""
     return pattern >= 0
+
+
+@cache
+def _ring_grid(rows: int, cols: int) -> np.ndarray:
+    """Module-centre coordinates (x, y) of the symbol and a one-module ring around it, in
+    module units, row by row: ((rows + 2) · (cols + 2)) × 2."""
+    ring_r, ring_c = np.mgrid[-1 : rows + 1, -1 : cols + 1]
+    return np.stack([ring_c + 0.5, ring_r + 0.5], axis=-1).reshape(-1, 2).astype(np.float64)
+
+
+# Equal-area quadrature of a disc: 3 rings × 8 directions (the rings staggered), unit radius
+_DISC = np.array(
+    [
+        (np.sqrt((i + 0.5) / 3) * np.cos(a), np.sqrt((i + 0.5) / 3) * np.sin(a))
+        for i in range(3)
+        for a in np.arange(8) * np.pi / 4 + i * np.pi / 8
+    ]
+)
+
+
+@njit(cache=True, nogil=True)
+def _aperture_means(image, points, radius):
+    """Mean grey level over a disc of ``radius`` pixels around each of ``points`` (the
+    synthetic aperture), by an equal-area quadrature of bilinear samples."""
+    out = np.empty(points.shape[0])
+    for i in range(points.shape[0]):
+        total = 0.0
+        for j in range(_DISC.shape[0]):
+            total += bilinear(image, points[i, 0] + radius * _DISC[j, 0], points[i, 1] + radius * _DISC[j, 1])
+        out[i] = total / _DISC.shape[0]
+    return out
+
+
+@cache
+def _block_of(size: SymbolSize) -> np.ndarray:
+    """The Reed–Solomon block of every codeword (symbol order)."""
+    block_of = np.zeros(size.data_codewords + size.ec_per_block * size.block_count, np.int64)
+    for b, (positions, _) in enumerate(block_indices(size)):
+        block_of[positions] = b
+    return block_of
+
+
+@njit(cache=True, nogil=True)
+def _module_grades(reflectance, expect_dark, threshold, scale, margin, edges):
+    """Modulation 2·|R − threshold| / scale of every module and its grade 4 … 0 on ``edges``;
+    with ``margin``, 0 for a module on the wrong side of the threshold."""
+    rows, cols = reflectance.shape
+    modulation = np.empty((rows, cols))
+    grades = np.empty((rows, cols), np.int64)
+    for r in range(rows):
+        for c in range(cols):
+            value = 2.0 * abs(reflectance[r, c] - threshold) / scale
+            if margin and (reflectance[r, c] < threshold) != expect_dark[r, c]:
+                value = 0.0
+            modulation[r, c] = value
+            grade = 0
+            for edge in edges:
+                if value >= edge:
+                    grade += 1
+            grades[r, c] = grade
+    return modulation, grades
+
+
+@njit(cache=True, nogil=True)
+def _overlay(grades, bit_rows, bit_cols, block_of, blocks, corrected, usable, uec_edges):
+    """The codeword overlay level (see ``_Grader.overlay``); ``grades`` includes the quiet zone
+    ring, hence the + 1."""
+    n = bit_rows.shape[0]
+    codeword = np.empty(n, np.int64)
+    for k in range(n):
+        low = 4
+        for b in range(bit_rows.shape[1]):
+            low = min(low, grades[bit_rows[k, b] + 1, bit_cols[k, b] + 1])
+        codeword[k] = low
+    for level in range(4, 0, -1):
+        erased = np.zeros(blocks)
+        errors = np.zeros(blocks)
+        for k in range(n):
+            if codeword[k] < level:
+                erased[block_of[k]] += 1
+            elif corrected[k]:
+                errors[block_of[k]] += 1
+        worst = 1.0
+        for b in range(blocks):
+            worst = min(worst, 1.0 - (erased[b] + 2 * errors[b]) / usable)
+        grade = 0
+        for edge in uec_edges:
+            if worst >= edge:
+                grade += 1
+        if grade >= level:
+            return level
+    return 0
 
 
 @njit(cache=True, nogil=True)
@@ -483,23 +579,9 @@ def _grid_geometry(centres, h):
 
 
 @njit(cache=True, nogil=True)
-def _sample(image, points):
-    """Values of ``image`` at ``points`` (n × 2, x, y), bilinear, clamped at the border."""
-    out = np.empty(points.shape[0], np.float32)
-    for i in range(points.shape[0]):
-        out[i] = bilinear(image, points[i, 0], points[i, 1])
-    return out
-
-
-def _bilinear(image: np.ndarray, points: np.ndarray) -> np.ndarray:
-    shape = points.shape[:-1]
-    return _sample(image, np.ascontiguousarray(points.reshape(-1, 2), np.float64)).reshape(shape)
-
-
-@njit(cache=True, nogil=True)
 def _growth(image, centres, threshold):
     """(dark − light)/(dark + light) mean run widths along a clock track through ``centres``
-    (canonical pixels), in module units; runs cut by the ends (joined to the finder) are left
+    (image pixels), in module units; runs cut by the ends (joined to the finder) are left
     out."""
     per_module = 16
     n = (centres.shape[0] - 1) * per_module

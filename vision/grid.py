@@ -613,115 +613,230 @@ def _clock_score(image: np.ndarray, centres: np.ndarray, size: SymbolSize, thres
 
 
 @njit(cache=True, nogil=True)
-def edge_shifts(image, centres, dark, threshold):
+def _crossing(image, p, q, threshold):
+    """Where the grey level crosses ``threshold`` between module centres ``p`` and ``q``, as a
+    fraction of the way from p (0.5 when the edge is midway), or −1 when it does not between
+    0.15 and 0.85 of the way. Steps of 0.1 module and linear interpolation between them: an
+    edge seen through a lens is a smooth ramp over about a module."""
+    previous = bilinear(image, p[0] + (q[0] - p[0]) * 0.15, p[1] + (q[1] - p[1]) * 0.15)
+    for k in range(1, 8):  # t from 0.25 to 0.85 in steps of 0.1
+        t = 0.15 + 0.1 * k
+        value = bilinear(image, p[0] + (q[0] - p[0]) * t, p[1] + (q[1] - p[1]) * t)
+        if (previous < threshold) != (value < threshold):
+            return t - 0.1 + 0.1 * (threshold - previous) / (value - previous)
+        previous = value
+    return -1.0
+
+
+@njit(cache=True, nogil=True)
+def edge_offsets(image, centres, dark, threshold):
     """Between each module and each 4-neighbour of the other colour, the edge is found where
-    the grey level crosses ``threshold``; returns per module the summed displacement of its
-    edges from the midpoints (pixels) and the number of edges found. Symmetric print growth
-    moves opposite edges apart and sums to no displacement."""
+    the grey level crosses ``threshold``. Returns per module and grid axis (0: along the row,
+    1: along the column) the mean displacement of its edges from the midpoints, in module
+    pitches and signed so that the module's centre should move by it, and the number of edges
+    found on that axis. Symmetric print growth moves opposite edges apart and cancels."""
     rows, cols = dark.shape
-    shift = np.zeros((rows, cols, 2), np.float64)
-    weight = np.zeros((rows, cols), np.float64)
+    offsets = np.zeros((rows, cols, 2), np.float64)
+    counts = np.zeros((rows, cols, 2), np.float64)
     for r in range(rows):
         for c in range(cols):
             for dr, dc in ((0, 1), (1, 0), (0, -1), (-1, 0)):
                 nr, nc = r + dr, c + dc
                 if nr < 0 or nc < 0 or nr >= rows or nc >= cols or dark[nr, nc] == dark[r, c]:
                     continue
-                px, py = centres[r, c, 0], centres[r, c, 1]
-                qx, qy = centres[nr, nc, 0], centres[nr, nc, 1]
-                previous = bilinear(image, px + (qx - px) * 0.15, py + (qy - py) * 0.15)
-                crossing = -1.0
-                for k in range(4, 18):  # t from 0.2 to 0.85 in steps of 0.05
-                    t = 0.05 * k
-                    value = bilinear(image, px + (qx - px) * t, py + (qy - py) * t)
-                    if (previous < threshold) != (value < threshold):
-                        crossing = t - 0.05 + 0.05 * (threshold - previous) / (value - previous)
-                        break
-                    previous = value
+                crossing = _crossing(image, centres[r, c], centres[nr, nc], threshold)
                 if crossing < 0:
                     continue
-                offset = crossing - 0.5
-                shift[r, c, 0] += offset * (qx - px)
-                shift[r, c, 1] += offset * (qy - py)
-                weight[r, c] += 1.0
-    return shift, weight
+                axis = 0 if dr == 0 else 1
+                offsets[r, c, axis] += (crossing - 0.5) * (dr + dc)
+                counts[r, c, axis] += 1.0
+    for r in range(rows):
+        for c in range(cols):
+            for axis in range(2):
+                if counts[r, c, axis] > 0:
+                    offsets[r, c, axis] /= counts[r, c, axis]
+    return offsets, counts
+
+
+@njit(cache=True, nogil=True)
+def _move(centres, moved, r, c, along_row, along_column):
+    """Move module (r, c) by fractions of its local pitch vectors (from its neighbours)."""
+    rows, cols = centres.shape[0], centres.shape[1]
+    c0, c1 = max(c - 1, 0), min(c + 1, cols - 1)
+    r0, r1 = max(r - 1, 0), min(r + 1, rows - 1)
+    for k in range(2):
+        step_x = (centres[r, c1, k] - centres[r, c0, k]) / max(c1 - c0, 1)
+        step_y = (centres[r1, c, k] - centres[r0, c, k]) / max(r1 - r0, 1)
+        moved[r, c, k] += along_row * step_x + along_column * step_y
 
 
 @njit(cache=True, nogil=True)
 def refine_centres(image, centres, dark, threshold):
     """Local refinement of module centres: each moves by the mean displacement of the edges
-    around it (:func:`edge_shifts`), smoothed over its 3 × 3 module neighbourhood so that one
+    around it (:func:`edge_offsets`), per axis over its 3 × 3 module neighbourhood so that one
     noisy edge cannot move a module alone."""
     rows, cols = dark.shape
-    shift, weight = edge_shifts(image, centres, dark, threshold)
+    offsets, counts = edge_offsets(image, centres, dark, threshold)
     refined = centres.copy()
     for r in range(rows):
         for c in range(cols):
-            sx = sy = w = 0.0
-            for nr in range(max(0, r - 1), min(rows, r + 2)):
-                for nc in range(max(0, c - 1), min(cols, c + 2)):
-                    sx += shift[nr, nc, 0]
-                    sy += shift[nr, nc, 1]
-                    w += weight[nr, nc]
-            if w > 0:
-                refined[r, c, 0] += sx / w
-                refined[r, c, 1] += sy / w
+            moves = np.zeros(2)
+            for axis in range(2):
+                total = weight = 0.0
+                for nr in range(max(0, r - 1), min(rows, r + 2)):
+                    for nc in range(max(0, c - 1), min(cols, c + 2)):
+                        total += offsets[nr, nc, axis] * counts[nr, nc, axis]
+                        weight += counts[nr, nc, axis]
+                if weight > 0:
+                    moves[axis] = total / weight
+            _move(centres, refined, r, c, moves[0], moves[1])
     return refined
 
 
 def fit_centres(
-    image: np.ndarray, centres: np.ndarray, dark: np.ndarray, threshold: float, passes: int = 8, spacing: int = 4
+    image: np.ndarray, centres: np.ndarray, dark: np.ndarray, threshold: float, passes: int = 8
 ) -> np.ndarray:
     """The actual grid: a smooth displacement field fitted to the edges of all modules.
 
-    The field is bilinear between control points every ``spacing`` modules; each pass measures
-    the edges around every module at the current centres, fits the field's increment by
-    weighted least squares (a light smoothness penalty holds points without edges; a second
-    fit down-weights modules that disagree with the first) and moves the grid. Fitting a field
-    instead of moving each module on its own keeps single noisy edges from wandering and
-    converges on smooth distortions such as a label curved round a vial or a bulge.
+    The field is bilinear between at most 7 × 7 control points (about every 4 modules on
+    small symbols), added to ``centres`` (the ideal grid, the homography through the
+    corners). Each pass measures every edge between modules of different colour at the
+    current centres and fits the field's increment by weighted least squares, one scalar
+    field per grid axis: an edge sits midway when p and q move by its offset on average (a
+    light smoothness penalty holds control points without edges; a second fit down-weights
+    edges that disagree with the first). Fitting a smooth field instead of moving each module
+    on its own keeps single noisy edges from wandering and converges on smooth distortions
+    such as a label curved round a vial or a bulge; a clean symbol stops after two passes.
     """
     rows, cols = dark.shape
-    basis, smoothness = _field_basis(rows, cols, spacing)
-    pitch = float(np.linalg.norm(centres[0, -1] - centres[0, 0])) / max(1, cols - 1)
+    index, share, smoothness = _field_basis(rows, cols)
+    return _fit_field(
+        image, np.ascontiguousarray(centres, np.float64), dark, float(threshold), index, share, smoothness, passes
+    )
+
+
+@njit(cache=True, nogil=True)
+def _fit_field(image, centres, dark, threshold, index, share, smoothness, passes):
+    rows, cols = dark.shape
+    n = rows * cols
+    nodes = smoothness.shape[0]
+    centres = centres.copy()
     for _ in range(passes):
-        shift, weight = edge_shifts(image, centres, dark, threshold)
-        measured = (shift / np.maximum(weight, 1)[..., None]).reshape(-1, 2)
-        measured = np.clip(measured, -0.45 * pitch, 0.45 * pitch)
-        w = weight.reshape(-1)
-        increment = np.zeros_like(measured)
-        for _robust in range(2):
-            # normal equations of the weighted fit: a few 36 × 36 systems, far cheaper than lstsq
-            weighted = basis.T * w
-            nodes = np.linalg.solve(weighted @ basis + smoothness, weighted @ measured)
-            increment = basis @ nodes
-            residual = np.linalg.norm(measured - increment, axis=1)
-            w = weight.reshape(-1) / (1.0 + (residual / (0.1 * pitch)) ** 2)
-        centres = centres + increment.reshape(rows, cols, 2)
-        if float(np.abs(increment).max()) < 0.01 * pitch:
+        # every edge between modules of different colour, once: (module p, module q, axis, offset)
+        edges = np.empty((2 * n, 4))
+        count = 0
+        for r in range(rows):
+            for c in range(cols):
+                for axis in range(2):
+                    nr, nc = r + axis, c + 1 - axis
+                    if nr >= rows or nc >= cols or dark[nr, nc] == dark[r, c]:
+                        continue
+                    crossing = _crossing(image, centres[r, c], centres[nr, nc], threshold)
+                    if crossing >= 0:
+                        edges[count, 0] = r * cols + c
+                        edges[count, 1] = nr * cols + nc
+                        edges[count, 2] = axis
+                        edges[count, 3] = crossing - 0.5
+                        count += 1
+        edges = edges[:count]
+        # each edge sits midway when the field moves p and q by its offset on average: its
+        # row of the design matrix is half of p's four control-point shares and half of q's
+        touched = np.empty((count, 8), np.int64)
+        shares = np.empty((count, 8))
+        for e in range(count):
+            p, q = int(edges[e, 0]), int(edges[e, 1])
+            for a in range(4):
+                touched[e, a], shares[e, a] = index[p, a], 0.5 * share[p, a]
+                touched[e, 4 + a], shares[e, 4 + a] = index[q, a], 0.5 * share[q, a]
+        field = np.zeros((n, 2))
+        for axis in range(2):  # a scalar field per grid axis, from the edges on that axis
+            weight = np.zeros(count)
+            for e in range(count):
+                weight[e] = 1.0 if edges[e, 2] == axis else 0.0
+            fitted = np.zeros(n)
+            for _robust in range(2):
+                normal = smoothness.copy()
+                rhs = np.zeros(nodes)
+                for e in range(count):
+                    if weight[e] == 0.0:
+                        continue
+                    for a in range(8):
+                        va = shares[e, a] * weight[e]
+                        rhs[touched[e, a]] += va * edges[e, 3]
+                        for b in range(8):
+                            normal[touched[e, a], touched[e, b]] += va * shares[e, b]
+                fitted = _apply_field(index, share, _solve_spd(normal, rhs))
+                for e in range(count):
+                    if edges[e, 2] == axis:
+                        p, q = int(edges[e, 0]), int(edges[e, 1])
+                        residual = edges[e, 3] - 0.5 * (fitted[p] + fitted[q])
+                        weight[e] = 1.0 / (1.0 + (residual / 0.1) ** 2)
+            field[:, axis] = fitted
+        moved = centres.copy()
+        largest = 0.0
+        for r in range(rows):
+            for c in range(cols):
+                m = r * cols + c
+                _move(centres, moved, r, c, field[m, 0], field[m, 1])
+                largest = max(largest, abs(field[m, 0]), abs(field[m, 1]))
+        centres = moved
+        if largest < 0.02:  # module pitches: GN is graded in steps of 0.12
             break
     return centres
 
 
+@njit(cache=True, nogil=True)
+def _solve_spd(a, b):
+    """Solution of a x = b for a symmetric positive definite ``a`` (Cholesky)."""
+    n = a.shape[0]
+    lower = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i + 1):
+            total = a[i, j]
+            for k in range(j):
+                total -= lower[i, k] * lower[j, k]
+            lower[i, j] = np.sqrt(max(total, 1e-12)) if i == j else total / lower[j, j]
+    x = b.copy()
+    for i in range(n):  # forward: L y = b
+        total = x[i]
+        for k in range(i):
+            total -= lower[i, k] * x[k]
+        x[i] = total / lower[i, i]
+    for i in range(n - 1, -1, -1):  # back: Lᵀ x = y
+        total = x[i]
+        for k in range(i + 1, n):
+            total -= lower[k, i] * x[k]
+        x[i] = total / lower[i, i]
+    return x
+
+
 @cache
-def _field_basis(rows: int, cols: int, spacing: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bilinear interpolation weights from control points (every ``spacing`` modules, both ends
-    included) to every module, and the normal matrix of a light first-difference smoothness
-    penalty between neighbouring control points (it holds control points without edges)."""
-    node_r = np.unique(np.r_[np.arange(0, rows - 1, spacing), rows - 1])
-    node_c = np.unique(np.r_[np.arange(0, cols - 1, spacing), cols - 1])
+def _field_basis(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear interpolation from the control points to every module, as the four control
+    points of each module (``index``, n × 4) and their weights (``share``), and the normal
+    matrix of a light first-difference smoothness penalty between neighbouring control points
+    (it holds control points without edges)."""
+
+    def nodes(n: int) -> np.ndarray:  # evenly spread, about every 4 modules, at most 7
+        return np.linspace(0, n - 1, min(7, max(2, round((n - 1) / 4) + 1)))
+
+    node_r, node_c = nodes(rows), nodes(cols)
     nr, nc = len(node_r), len(node_c)
-    basis = np.zeros((rows * cols, nr * nc))
+    index = np.zeros((rows * cols, 4), np.int64)
+    share = np.zeros((rows * cols, 4), np.float64)
     for r in range(rows):
-        i = min(np.searchsorted(node_r, r, side="right") - 1, nr - 2) if nr > 1 else 0
-        fr = (r - node_r[i]) / (node_r[i + 1] - node_r[i]) if nr > 1 else 0.0
+        i = min(np.searchsorted(node_r, r, side="right") - 1, nr - 2)
+        fr = (r - node_r[i]) / (node_r[i + 1] - node_r[i])
         for c in range(cols):
-            j = min(np.searchsorted(node_c, c, side="right") - 1, nc - 2) if nc > 1 else 0
-            fc = (c - node_c[j]) / (node_c[j + 1] - node_c[j]) if nc > 1 else 0.0
-            row = r * cols + c
-            for di, wr in ((0, 1 - fr), (1, fr)):
-                for dj, wc in ((0, 1 - fc), (1, fc)):
-                    basis[row, (i + di) * nc + (j + dj)] += wr * wc
+            j = min(np.searchsorted(node_c, c, side="right") - 1, nc - 2)
+            fc = (c - node_c[j]) / (node_c[j + 1] - node_c[j])
+            corners = [
+                ((i + di) * nc + j + dj, wr * wc)
+                for di, wr in ((0, 1 - fr), (1, fr))
+                for dj, wc in ((0, 1 - fc), (1, fc))
+            ]
+            index[r * cols + c] = [k for k, _ in corners]
+            share[r * cols + c] = [v for _, v in corners]
     penalty = []
     for i in range(nr):
         for j in range(nc):
@@ -731,4 +846,14 @@ def _field_basis(rows: int, cols: int, spacing: int) -> tuple[np.ndarray, np.nda
                     line[i * nc + j], line[(i + di) * nc + j + dj] = 0.1, -0.1
                     penalty.append(line)
     penalty = np.array(penalty)
-    return basis, penalty.T @ penalty
+    return index, share, penalty.T @ penalty
+
+
+@njit(cache=True, nogil=True)
+def _apply_field(index, share, nodes):
+    """The field's value at every module from its control points' values."""
+    out = np.zeros(index.shape[0])
+    for m in range(index.shape[0]):
+        for a in range(4):
+            out[m] += share[m, a] * nodes[index[m, a]]
+    return out
