@@ -68,7 +68,7 @@ class Summary:
 class Gateway:
     def __init__(self, config: Config, today: Callable[[], date] = date.today) -> None:
         self.config = config
-        self.stats = LineStats()
+        self.stats = LineStats(config.grading.min_grade, config.grading.warn_margin)
         self.context = LineContext(config.line.site, config.line.name, config.job.id, LineContext.new_run_id())
         self.source = open_source(config, today=today())
         self.pipeline = Pipeline(config, line_reader(config), self._emit, today=today)
@@ -154,7 +154,8 @@ class Gateway:
     def _emit(self, verdict: Verdict) -> None:
         """The pipeline's sink: every verdict to every output, in item order."""
         self.stats.record(verdict)
-        grade_x10 = int(round(verdict.grade.overall * 10)) if verdict.grade else 0
+        graded = verdict.grade is not None and verdict.grade.overall is not None
+        grade_x10 = int(round(verdict.grade.overall * 10)) if graded else 0
         self.registers.publish(verdict.item_id, result_code(verdict.reasons), not verdict.passed, grade_x10)
         if self.mqtt is None and self.rejects is None:
             return

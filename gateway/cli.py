@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import sys
 import threading
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,8 +54,29 @@ def main(argv: list[str] | None = None) -> int:
     read.add_argument("--roi", type=_roi, metavar="X,Y,W,H", help="search only this region of each image")
     read.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
 
+    grade = commands.add_parser("grade", help="grade the print quality of the Data Matrix symbols in image files")
+    grade.add_argument("--json", action="store_true", help="one JSON line per image")
+    grade.add_argument("--method", choices=("2011", "2024", "dpm"), help="ISO/IEC 15415 edition or TR 29158 (dpm)")
+    grade.add_argument("--aperture", type=_positive, metavar="MIL", help="synthetic aperture (default 8)")
+    grade.add_argument("--report", type=Path, metavar="DIR", help="also write a report picture per symbol here")
+    grade.add_argument(
+        "--config", type=Path, metavar="FILE", help="take the [grading] settings and the calibration from this line"
+    )
+    grade.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+
+    calibrate = commands.add_parser(
+        "calibrate", help="measure a reflectance calibration card and store the calibration for grading"
+    )
+    calibrate.add_argument("--card-rmax", type=_reflectance, required=True, metavar="R", help="light patch, %%")
+    calibrate.add_argument("--card-rmin", type=_reflectance, required=True, metavar="R", help="dark patch, %%")
+    calibrate.add_argument("--config", type=Path, metavar="FILE", help="store where this line's grading reads it")
+    calibrate.add_argument("--output", type=Path, metavar="FILE", help="store here instead")
+    calibrate.add_argument("image", type=Path, metavar="IMAGE")
+
     args = parser.parse_args(argv)
     try:
+        if args.command in ("grade", "calibrate"):
+            return _grading_command(args)
         if args.command == "check-config":
             print(dump_config(load_config(args.file)), end="")
             return 0
@@ -78,6 +100,47 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _grading_command(args: argparse.Namespace) -> int:
+    config = load_config(args.config) if args.config else Config()
+    from .grade_command import calibrate, grade_images  # vision imports only for these commands
+    from .grading import CalibrationError, calibration_age_warning, grading_settings, load_calibration
+
+    if args.command == "calibrate":
+        if args.card_rmin >= args.card_rmax:
+            print(
+                f"udigate calibrate: --card-rmin {args.card_rmin:g} must be below --card-rmax {args.card_rmax:g}",
+                file=sys.stderr,
+            )
+            return 2
+        return calibrate(args.image, args.card_rmax, args.card_rmin, args.output or config.calibration_path())
+    section = config.grading
+    changes = {"method": args.method, "aperture_mil": args.aperture}
+    section = section.model_copy(update={k: v for k, v in changes.items() if v is not None})
+    try:
+        calibration = load_calibration(config.calibration_path())
+    except CalibrationError as exc:
+        print(f"udigate grade: {exc}", file=sys.stderr)
+        return 2
+    warning = calibration_age_warning(calibration, section.calibration_max_age_days, date.today())
+    if warning and calibration is not None:
+        print(f"udigate grade: warning: {warning}", file=sys.stderr)
+    return grade_images(args.images, grading_settings(section, calibration), args.json, args.report)
+
+
+def _reflectance(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r}: a reflectance in percent, 0 to 100")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
 def _roi(text: str):
     from vision.symbol import Roi
 
@@ -92,10 +155,7 @@ def _roi(text: str):
 
 
 def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _number(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
     return value
@@ -189,6 +249,8 @@ def _status_line(s: Snapshot) -> str:
     return (
         f"{s.items} items ({s.items_per_s:.1f}/s): {s.passed} passed, {s.rejected} rejected ({reasons}); "
         f"latency p50 {_fmt(total['p50'])} p95 {_fmt(total['p95'])} p99 {_fmt(total['p99'])} ms"
+        + (f"; grade mean {s.grade_mean:.1f}" if s.grade_mean is not None else "")
+        + (f"; WARNING {s.grade_warning}" if s.grade_warning else "")
     )
 
 
@@ -206,6 +268,11 @@ def _status_table(s: Snapshot) -> Table:
         table.add_row(f"  {reason}", str(count))
     total = s.latency_ms["total"]
     table.add_row("latency p50 / p95 / p99 ms", f"{_fmt(total['p50'])} / {_fmt(total['p95'])} / {_fmt(total['p99'])}")
+    if s.grade_mean is not None:
+        table.add_row(f"grade mean / lowest (last {s.grade_count})", f"{s.grade_mean:.1f} / {s.grade_lowest:.1f}")
+        table.add_row("  weakest parameter", s.grade_weakest)
+    if s.grade_warning:
+        table.add_row("[bold red]warning[/]", f"[bold red]{s.grade_warning}[/]")
     if s.truth_checked:
         table.add_row("verdicts = ground truth", f"{s.truth_agreed} / {s.truth_checked}")
     return table

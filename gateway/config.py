@@ -95,7 +95,7 @@ class SimulatorSection(Section):
     height: int = Field(960, ge=120, le=8192)
     module_px: float = Field(6.0, ge=2, le=30)  # pixels per module in the frame
     rotation_jitter_deg: float = Field(10, ge=0, le=180)
-    perspective: float = Field(0.02, ge=0, le=0.2)  # corner displacement, share of label size
+    perspective: float = Field(0.01, ge=0, le=0.2)  # corner displacement, share of label size
     blur_sigma: float = Field(0.6, ge=0, le=5)  # Gaussian blur, pixels
     noise_sigma: float = Field(2.0, ge=0, le=40)  # sensor noise, grey levels
     lighting: float = Field(0.2, ge=0, le=0.9)  # brightness falls by up to this share across the frame
@@ -155,9 +155,56 @@ class VisionSection(Section):
         return self
 
 
+GRADE_PARAMETERS = {
+    "2011": ("Decode", "SC", "MOD", "RM", "FPD", "AN", "GN", "UEC", "PG"),
+    "2024": ("Decode", "SC", "MOD", "RM", "FPD", "AN", "GN", "UEC", "PG"),
+    "dpm": ("Decode", "CC", "CM", "MR", "FPD", "AN", "GN", "UEC"),
+}
+Band = tuple[float, float, float, float]
+
+
 class GradingSection(Section):
+    enabled: bool = True  # grade every item (needs vision.decoder = "udigate")
+    method: Literal["2011", "2024", "dpm"] = "2011"
     min_grade: float = Field(1.5, ge=0, le=4)  # 1.5 = GS1's 1.5/08/660 for healthcare
-    aperture_modules: float = Field(0.8, gt=0, le=2)  # synthetic aperture, module widths
+    min_parameters: dict[str, float] = {}  # per-parameter minimum grades, e.g. {SC = 2.0}
+    warn_margin: float = Field(0.5, ge=0, le=4)  # warn when the rolling mean grade nears min_grade
+    aperture_mil: float = Field(8.0, gt=0, le=50)
+    x_dimension_mm: float = Field(0.254, gt=0, le=5)  # nominal module size of the printed code
+    wavelength_nm: int = Field(660, ge=300, le=1100)
+    min_module_px: float = Field(5.0, ge=1, le=50)
+    fpd_damage: Band = (0.0, 0.09, 0.13, 0.17)
+    print_growth: Band = (0.15, 0.30, 0.45, 0.60)
+    calibration_file: Path = Path("calibration.json")  # relative paths: inside line.data_dir
+    calibration_max_age_days: int = Field(180, ge=1, le=3650)
+
+    @field_validator("min_parameters")
+    @classmethod
+    def _known_parameters(cls, value: dict[str, float]) -> dict[str, float]:
+        known = sorted({name for names in GRADE_PARAMETERS.values() for name in names})
+        for name, grade in value.items():
+            if name not in known:
+                raise ValueError(f"parameter names from {', '.join(known)} (not {name!r})")
+            if not 0 <= grade <= 4:
+                raise ValueError(f"grades from 0 to 4 ({name} = {grade})")
+        return value
+
+    @field_validator("fpd_damage", "print_growth")
+    @classmethod
+    def _rising_band(cls, value: Band) -> Band:
+        if any(b < a for a, b in zip(value, value[1:], strict=False)) or value[0] < 0:
+            raise ValueError("4 limits for grades A, B, C, D, from 0 upwards, e.g. [0.0, 0.09, 0.13, 0.17]")
+        return value
+
+    @model_validator(mode="after")
+    def _parameters_of_the_method(self) -> GradingSection:
+        foreign = [name for name in self.min_parameters if name not in GRADE_PARAMETERS[self.method]]
+        if foreign:
+            raise ValueError(
+                f"min_parameters of parameters that method {self.method!r} grades:"
+                f" {', '.join(GRADE_PARAMETERS[self.method])} (not {', '.join(foreign)})"
+            )
+        return self
 
 
 class ModbusSection(Section):
@@ -214,6 +261,16 @@ class Config(Section):
     plc: PlcSection = PlcSection()
     mqtt: MqttSection = MqttSection()
     rejects: RejectLogSection = RejectLogSection()
+
+    @model_validator(mode="after")
+    def _grading_needs_own_reader(self) -> Config:
+        if self.vision.decoder != "udigate" and self.grading.enabled and "enabled" in self.grading.model_fields_set:
+            raise ValueError('grading.enabled = true only with vision.decoder = "udigate" (it grades on its grid)')
+        return self
+
+    def calibration_path(self) -> Path:
+        """The reflectance calibration file (``grading.calibration_file`` inside data_dir)."""
+        return self.line.data_dir / self.grading.calibration_file
 
 
 class ConfigError(Exception):

@@ -22,11 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
-from vision.grade import Grade, grade_symbol
-from vision.reader import Reader, open_reader
+from vision.grade import Grade, GradingSettings, grade_symbol
+from vision.reader import DataMatrixReader, Reader, open_reader, warm_up_frame
 from vision.symbol import Roi, Symbol
 
 from .config import Config
+from .grading import grade_findings, line_grading
 from .reasons import PRECEDENCE, ordered
 from .rules import Content, Finding, SerialRegistry, check_content
 from .sources import Frame, Source
@@ -119,9 +120,13 @@ class Pipeline:
         sink: Callable[[Verdict], None],
         serials: SerialRegistry | None = None,
         today: Callable[[], date] = date.today,
+        grading: GradingSettings | None | str = "line",
     ) -> None:
+        """``grading``: "line" grades as the config says (with its calibration file), None
+        does not grade, or explicit settings."""
         self.config = config
         self.reader = reader
+        self.grading = line_grading(config, today()) if grading == "line" else grading
         self.sink = sink
         self.serials = serials if serials is not None else SerialRegistry()
         self.today = today
@@ -129,8 +134,11 @@ class Pipeline:
         self.source_error: BaseException | None = None
 
     def warm_up(self) -> None:
-        """Load the reader's and the rules' tables now rather than on the first item."""
+        """Load the reader's, the grader's and the rules' tables now rather than on the first item."""
         self.reader.warm_up()
+        if self.grading is not None:
+            frame = warm_up_frame()
+            grade_symbol(frame, DataMatrixReader().read(frame)[0], self.grading)
         check_content("010690123456789217261231", "]d2", self.config.job, self.today())
 
     def run(self, source: Source, stop: threading.Event) -> int:
@@ -200,13 +208,14 @@ class Pipeline:
                 frames.put(None)
 
     def _inspect_frames(self, frames: queue.Queue, reorder: ReorderBuffer) -> None:
-        aperture = self.config.grading.aperture_modules
         while (job := frames.get()) is not None:
             frame, t_queued = job
             start = time.monotonic()
             try:
                 symbols = self.reader.read(frame.image, self.roi)
-                grade = grade_symbol(frame.image, symbols[0], aperture) if symbols else None
+                grade = None
+                if symbols and self.grading is not None:
+                    grade = grade_symbol(frame.image, symbols[0], self.grading)
                 reorder.put(Inspection(frame, t_queued, start, time.monotonic(), symbols, grade))
             except Exception as exc:
                 log.exception("vision failed on item %d (%s)", frame.item_id, frame.origin)
@@ -225,14 +234,8 @@ class Pipeline:
         elif symbol is None:
             findings.append(Finding("no_read", "no Data Matrix found or decoded"))
         else:
-            minimum = self.config.grading.min_grade
-            grade = inspection.grade
-            if grade is not None and grade.overall < minimum:
-                failing = ", ".join(
-                    f"{name} {grade.parameters[name].value} (grade {grade.parameters[name].grade:g})"
-                    for name in grade.below(minimum)
-                )
-                findings.append(Finding("grade_below_min", f"grade {grade.overall:g} < {minimum:g}: {failing}"))
+            if inspection.grade is not None:
+                findings.extend(grade_findings(inspection.grade, self.config.grading))
             if symbol.disagreement:
                 findings.append(Finding("decoder_disagreement", symbol.disagreement))
             content = check_content(symbol.text, symbol.symbology_identifier, self.config.job, self.today())

@@ -22,6 +22,12 @@ _TABLE = (
     Reason("no_read", ResultCode.NO_READ, "no readable Data Matrix on the pack"),
     Reason("decoder_disagreement", ResultCode.NO_READ, "two independent decoders read the code differently"),
     Reason("grade_below_min", ResultCode.GRADE_FAIL, "print quality grade below the line's minimum"),
+    Reason(
+        "insufficient_resolution",
+        ResultCode.GRADE_FAIL,
+        "the code is too small in the image to grade (pixels per module)",
+    ),
+    Reason("not_graded", ResultCode.GRADE_FAIL, "the code was read but could not be graded"),
     Reason("not_gs1", ResultCode.SYNTAX_ERROR, "the code is not a GS1 DataMatrix (no leading FNC1)"),
     Reason("gs1_syntax", ResultCode.SYNTAX_ERROR, "the GS1 element string cannot be parsed"),
     Reason("gs1_check_digit", ResultCode.SYNTAX_ERROR, "the GTIN check digit is wrong"),

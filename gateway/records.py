@@ -57,9 +57,5 @@ def item_record(verdict: Verdict, context: LineContext) -> dict:
         if content.expiry is not None:
             record["expiry"] = content.expiry.isoformat()
     if grade is not None:
-        record["grade"] = {
-            "overall": grade.overall,
-            "method": grade.method,
-            "parameters": {name: {"value": p.value, "grade": p.grade} for name, p in grade.parameters.items()},
-        }
+        record["grade"] = grade.to_dict()
     return record

@@ -54,14 +54,23 @@ class Snapshot:
     truth_checked: int
     truth_agreed: int
     truth_mismatches: list[str]  # the first few, "item 17: expected …, got …"
+    grade_count: int = 0  # graded items in the rolling window (at most LineStats.GRADE_WINDOW)
+    grade_mean: float | None = None  # mean overall grade of those items
+    grade_lowest: float | None = None  # their lowest overall grade
+    grade_weakest: str | None = None  # the parameter most often lowest among them
+    grade_warning: str | None = None  # print quality drifting towards the minimum
 
 
 class LineStats:
     """Thread-safe accumulator fed with every verdict."""
 
     _RATE_WINDOW_S = 10.0
+    GRADE_WINDOW = 100
 
-    def __init__(self) -> None:
+    def __init__(self, min_grade: float = 1.5, warn_margin: float = 0.5) -> None:
+        self._min_grade = min_grade
+        self._warn_margin = warn_margin
+        self._grades: deque[tuple[float, str]] = deque(maxlen=self.GRADE_WINDOW)
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._items = self._passed = 0
@@ -79,6 +88,10 @@ class LineStats:
             for stage, ms in verdict.timings_ms.items():
                 self._latency[stage].add(ms)
             self._recent.append(verdict.t_decided)
+            grade = verdict.grade
+            if grade is not None and grade.overall is not None:
+                weakest = min(grade.parameters, key=lambda name: grade.parameters[name].grade)
+                self._grades.append((grade.overall, weakest))
             truth = verdict.frame.truth
             if truth is not None:
                 self._truth_checked += 1
@@ -110,4 +123,27 @@ class LineStats:
                 truth_checked=self._truth_checked,
                 truth_agreed=self._truth_agreed,
                 truth_mismatches=list(self._mismatches),
+                **self._grade_trend(),
             )
+
+    def _grade_trend(self) -> dict:
+        """Rolling print quality: warns before rejects start, when the mean of the recent
+        grades comes within ``warn_margin`` of the minimum (or below it)."""
+        if not self._grades:
+            return {}
+        overall = [g for g, _ in self._grades]
+        mean = sum(overall) / len(overall)
+        weakest = Counter(name for _, name in self._grades).most_common(1)[0][0]
+        warning = None
+        if mean < self._min_grade + self._warn_margin:
+            warning = (
+                f"print quality falling: mean grade {mean:.1f} over the last {len(overall)} items"
+                f" (minimum {self._min_grade:g}); weakest parameter {weakest}"
+            )
+        return {
+            "grade_count": len(overall),
+            "grade_mean": round(mean, 2),
+            "grade_lowest": min(overall),
+            "grade_weakest": weakest,
+            "grade_warning": warning,
+        }

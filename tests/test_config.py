@@ -30,9 +30,11 @@ def model_keys(model: type[BaseModel] = Config, prefix: str = "") -> set[str]:
 
 
 def file_keys(table: dict, prefix: str = "") -> set[str]:
+    """Dotted paths in a TOML table; tables are sections except where the option itself is a
+    table (such as grading.min_parameters)."""
     keys = set()
     for name, value in table.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and prefix + name not in model_keys():
             keys |= file_keys(value, f"{prefix}{name}.")
         else:
             keys.add(prefix + name)
@@ -106,6 +108,25 @@ def test_problems_name_key_value_and_expected_form():
         ("[job]\nrequired_ais = ['1']\n", "job.required_ais.0 = '1': expected a GS1 application identifier"),
         ("[job]\nlot = 'A B'\n", "job.lot = 'A B': expected 1 to 20 characters of GS1 CSET 82"),
         ("[line\n", "not valid TOML"),
+        (
+            "[grading]\nmin_parameters = { SX = 2.0 }\n",
+            "grading.min_parameters: expected parameter names from AN, CC, CM, Decode, FPD, GN, MOD, MR,"
+            " PG, RM, SC, UEC (not 'SX')",
+        ),
+        (
+            "[grading]\nmethod = 'dpm'\nmin_parameters = { SC = 2.0 }\n",
+            "grading: expected min_parameters of parameters that method 'dpm' grades: Decode, CC, CM, MR, FPD, AN,"
+            " GN, UEC (not SC)",
+        ),
+        ("[grading]\nmethod = '2015'\n", "grading.method = '2015': expected '2011', '2024' or 'dpm'"),
+        (
+            "[grading]\nfpd_damage = [0.2, 0.1, 0.3, 0.4]\n",
+            "grading.fpd_damage = [0.2, 0.1, 0.3, 0.4]: expected 4 limits for grades A, B, C, D, from 0 upwards",
+        ),
+        (
+            "[vision]\ndecoder = 'zxing'\n[grading]\nenabled = true\n",
+            'expected grading.enabled = true only with vision.decoder = "udigate"',
+        ),
     ],
 )
 def test_each_problem_is_reported_precisely(text, expected):

@@ -171,3 +171,20 @@ def test_continuous_grades():
     edges = (70.0, 55.0, 40.0, 20.0)
     assert [continuous(v, edges) for v in (80, 70, 62.5, 55, 30, 20, 10, 0)] == [4.0, 4.0, 3.5, 3.0, 1.5, 1.0, 0.5, 0.0]
     assert continuous(0.07, (0.06, 0.08, 0.10, 0.12), higher_is_better=False) == 3.5
+
+
+def test_report_picture_marks_the_damaged_codewords():
+    from vision.report import DAMAGED, report_image
+
+    raw = read_codewords(MODULES, layout(SIZE))
+    clean = camera(render(MODULES))
+    raw[[4, 17]] ^= 0x3C
+    damaged = camera(render(modules_from_codewords(raw, SIZE)))
+    pictures = []
+    for image in (clean, damaged):
+        (symbol,) = READER.read(image)
+        grade = grade_symbol(image, symbol)
+        pictures.append(report_image(image, symbol, grade))
+    magenta = [int(np.all(p == DAMAGED, axis=-1).sum()) for p in pictures]
+    assert magenta[0] == 0 and magenta[1] > 100
+    assert pictures[1].shape[0] > pictures[1].shape[1] // 2  # header above the enlarged symbol

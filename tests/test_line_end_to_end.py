@@ -66,6 +66,9 @@ def test_every_item_reaches_every_output_with_the_right_verdict(tmp_path, mosqui
         assert record["data"] == truth.element_string  # GS separators kept
         assert record["symbology_identifier"] == "]d2"
         assert record["fields"]["01"] == "06901234567892" and record["job"] == "PO-DEMO-0001"
+        grade = record["grade"]  # every verified item carries its ISO/IEC 15415 grade
+        assert grade["overall"] >= 1.5 and grade["quality"] == f"{grade['overall']:.1f}/08/660"
+        assert set(grade["parameters"]) == {"Decode", "SC", "MOD", "RM", "FPD", "AN", "GN", "UEC", "PG"}
     for record in rejected:
         expected = truths[record["item_id"]].expected_reasons
         assert {r["code"] for r in record["reasons"]} == set(expected)

@@ -42,7 +42,7 @@ def test_reorder_buffer_ends_after_the_last_item():
 
 def run_pipeline(config, **kwargs):
     verdicts = []
-    pipeline = Pipeline(config, open_reader("zxing"), verdicts.append, today=lambda: TODAY, **kwargs)
+    pipeline = Pipeline(config, open_reader("zxing"), verdicts.append, today=lambda: TODAY, grading=None, **kwargs)
     pipeline.run(open_source(config, today=TODAY), threading.Event())
     return pipeline, verdicts
 
@@ -93,7 +93,7 @@ def test_folder_replay_loops(tmp_path):
     )
     stop = threading.Event()
     verdicts = []
-    pipeline = Pipeline(config, open_reader("zxing"), verdicts.append, today=lambda: TODAY)
+    pipeline = Pipeline(config, open_reader("zxing"), verdicts.append, today=lambda: TODAY, grading=None)
     threading.Timer(0.5, stop.set).start()
     pipeline.run(open_source(config), stop)
     assert len(verdicts) >= 4
@@ -113,7 +113,7 @@ def test_a_line_faster_than_the_station_gets_not_inspected_items(tmp_path):
     )
     stop = threading.Event()
     verdicts = []
-    pipeline = Pipeline(config, open_reader("zxing"), verdicts.append, today=lambda: TODAY)
+    pipeline = Pipeline(config, open_reader("zxing"), verdicts.append, today=lambda: TODAY, grading=None)
     threading.Timer(1.0, stop.set).start()
     pipeline.run(open_source(config), stop)
     reasons = [v.reasons for v in verdicts]
@@ -137,7 +137,7 @@ def test_a_failing_source_ends_the_run_but_decides_what_was_triggered(tmp_path):
             raise OSError("camera disconnected")
 
     verdicts = []
-    pipeline = Pipeline(config, open_reader("zxing"), verdicts.append, today=lambda: TODAY)
+    pipeline = Pipeline(config, open_reader("zxing"), verdicts.append, today=lambda: TODAY, grading=None)
     assert pipeline.run(Unplugged(), threading.Event()) == 2
     assert [v.item_id for v in verdicts] == [1, 2]
     assert isinstance(pipeline.source_error, OSError)
@@ -162,7 +162,7 @@ def test_an_output_failure_stops_the_line_and_reaches_the_caller(tmp_path):
             raise OSError("disk full")
 
     stop = threading.Event()
-    pipeline = Pipeline(config, open_reader("zxing"), sink, today=lambda: TODAY)
+    pipeline = Pipeline(config, open_reader("zxing"), sink, today=lambda: TODAY, grading=None)
     with pytest.raises(OSError, match="disk full"):
         pipeline.run(open_source(config), stop)
     assert stop.is_set()

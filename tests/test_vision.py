@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from gateway.sources.render import symbol_modules
-from vision.grade import SC_BANDS, band, grade_symbol, symbol_contrast
+from vision.grade import HIGHER_IS_BETTER, band, grade_symbol
 from vision.reader import open_reader
 from vision.symbol import Roi
 
@@ -54,16 +54,14 @@ def test_unknown_decoder_is_refused():
         open_reader("quirc")
 
 
-@pytest.mark.parametrize("ink, paper", [(20, 220), (60, 200), (120, 190), (150, 200)])
-def test_symbol_contrast_is_exact_on_ground_truth(ink, paper):
-    image, _ = printed(ink=ink, paper=paper)
+def test_a_symbol_without_a_grid_is_not_graded():
+    """zxing-cpp gives corners but no module grid: grading says so instead of guessing."""
+    image, _ = printed()
     (symbol,) = open_reader("zxing").read(image)
-    expected = (paper - ink) * 100 / 255
-    assert symbol_contrast(image, symbol) == pytest.approx(expected, abs=0.5)
     grade = grade_symbol(image, symbol)
-    assert grade.parameters["SC"].grade == band(expected, SC_BANDS)
-    assert grade.overall == grade.parameters["SC"].grade and grade.method == "sc-only"
+    assert grade.overall is None and grade.refused == "no module grid from decoder zxing"
 
 
 def test_contrast_bands():
-    assert [band(v, SC_BANDS) for v in (70, 69.9, 55, 40, 39.9, 20, 19.9)] == [4, 3, 3, 2, 1, 1, 0]
+    bands = HIGHER_IS_BETTER["SC"]
+    assert [band(v, bands) for v in (70, 69.9, 55, 40, 39.9, 20, 19.9)] == [4, 3, 3, 2, 1, 1, 0]

@@ -119,6 +119,7 @@ class Grade:
     refused: str | None = None  # why there is no grade
     informative: dict[str, float] = field(default_factory=dict)  # contrast uniformity, print growth, segments
     module_grades: np.ndarray | None = None  # rows × cols modulation grade of each module (reports)
+    centres: np.ndarray | None = None  # rows × cols × 2 fitted module centres, frame pixels (reports)
     damaged_codewords: tuple[int, ...] = ()  # codewords Reed–Solomon corrected or erased
     warnings: tuple[str, ...] = ()
 
@@ -128,6 +129,21 @@ class Grade:
         grade = "-" if self.overall is None else f"{self.overall:.1f}"
         prefix = "DPM" if self.method == "dpm" else ""
         return f"{prefix}{grade}/{round(self.aperture_mil):02d}/{self.wavelength_nm}"
+
+    def to_dict(self) -> dict:
+        """JSON-ready: overall, quality, method, parameters {name: {value, grade}} (SC, RM …
+        values in percent reflectance, MOD/RM/CM modulations, AN, UEC fractions, GN in module
+        widths), informative measurements, damaged codewords, warnings, refused."""
+        return {
+            "overall": self.overall,
+            "quality": self.quality,
+            "method": self.method,
+            "parameters": {name: {"value": p.value, "grade": p.grade} for name, p in self.parameters.items()},
+            "informative": dict(self.informative),
+            "damaged_codewords": list(self.damaged_codewords),
+            "warnings": list(self.warnings),
+            "refused": self.refused,
+        }
 
     def below(self, minimum: float) -> tuple[str, ...]:
         """Names of the parameters graded below ``minimum``."""
@@ -317,6 +333,7 @@ class _Grader:
             wavelength_nm=self.settings.wavelength_nm,
             informative=informative,
             module_grades=module_grades[1:-1, 1:-1],
+            centres=self.centres,
             damaged_codewords=self.damaged_codewords,
             warnings=warnings,
         )

@@ -68,6 +68,16 @@ _WARM_UP_SYMBOL = (
 )
 
 
+def warm_up_frame() -> np.ndarray:
+    """A 640 × 640 frame with the built-in symbol at 8 px per module."""
+    modules = np.array([[c == "#" for c in row] for row in _WARM_UP_SYMBOL])
+    symbol = np.where(np.kron(modules, np.ones((8, 8), bool)), 30, 220).astype(np.uint8)
+    image = np.pad(symbol, 32, constant_values=220)
+    frame = np.full((640, 640), 200, np.uint8)
+    frame[40 : 40 + image.shape[0], 60 : 60 + image.shape[1]] = image
+    return frame
+
+
 class DataMatrixReader:
     """udigate's own reader: every stage in ``vision``, numba kernels for the pixel work.
 
@@ -97,11 +107,7 @@ class DataMatrixReader:
     def warm_up(self) -> None:
         """Run every stage once on a built-in symbol: numba kernels are loaded from the cache (or
         compiled on the very first run) now instead of on the first frame."""
-        modules = np.array([[c == "#" for c in row] for row in _WARM_UP_SYMBOL])
-        symbol = np.where(np.kron(modules, np.ones((8, 8), bool)), 30, 220).astype(np.uint8)
-        image = np.pad(symbol, 32, constant_values=220)
-        frame = np.full((640, 640), 200, np.uint8)
-        frame[40 : 40 + image.shape[0], 60 : 60 + image.shape[1]] = image
+        frame = warm_up_frame()
         if not self.read(frame) or not self.read(frame[:200, :220]):
             raise RuntimeError("the Data Matrix reader failed its start-up self-test")
 

@@ -1,0 +1,107 @@
+"""The grade report picture: the symbol enlarged, with the fitted grid, every module's
+modulation grade as a coloured dot and the damaged codewords outlined, under a header with
+the quality string and the parameter grades. Pure computation: frame and grade in, BGR image
+out (the caller writes it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from .grade import Grade
+from .placement import layout
+from .symbol import Symbol
+
+# BGR colour per grade 4 (A) … 0 (F)
+GRADE_COLOURS = {4: (60, 170, 40), 3: (90, 210, 150), 2: (40, 210, 230), 1: (30, 140, 250), 0: (40, 40, 220)}
+GRADE_LETTERS = {4: "A", 3: "B", 2: "C", 1: "D", 0: "F"}
+DAMAGED = (200, 40, 200)  # magenta outline
+GRID = (200, 160, 60)
+MARGIN_MODULES = 3
+MIN_MODULE_PX = 24  # modules are drawn at least this large
+
+
+def grade_letter(grade: float) -> str:
+    """A … F for a grade 4 … 0 (rounded down: 3.5 is B)."""
+    return GRADE_LETTERS[max(0, min(4, math.floor(grade + 1e-9)))]
+
+
+def report_image(image: np.ndarray, symbol: Symbol, grade: Grade) -> np.ndarray:
+    """The report picture of one graded symbol of ``image`` (greyscale frame)."""
+    corners = np.array(symbol.corners, np.float64)
+    module_px = max(symbol.module_px, 1.0)
+    scale = max(1.0, MIN_MODULE_PX / module_px)
+    margin = MARGIN_MODULES * module_px
+    x0, y0 = np.floor(corners.min(axis=0) - margin).astype(int)
+    x1, y1 = np.ceil(corners.max(axis=0) + margin).astype(int)
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+    body = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    body = cv2.cvtColor(body, cv2.COLOR_GRAY2BGR)
+    body = (body * 0.75 + 40).astype(np.uint8)  # lighter, so the marks stand out
+
+    def to_body(points: np.ndarray) -> np.ndarray:
+        return np.round((points - (x0, y0) + 0.5) * scale - 0.5).astype(np.int32)
+
+    if grade.centres is not None and grade.module_grades is not None:
+        centres = to_body(grade.centres.reshape(-1, 2)).reshape(grade.centres.shape)
+        rows, cols = grade.module_grades.shape
+        for r in range(rows):  # the fitted grid
+            cv2.polylines(body, [centres[r]], False, GRID, 1, cv2.LINE_AA)
+        for c in range(cols):
+            cv2.polylines(body, [np.ascontiguousarray(centres[:, c])], False, GRID, 1, cv2.LINE_AA)
+        pitch = module_px * scale
+        dot = max(2, int(pitch * 0.22))
+        for r in range(rows):
+            for c in range(cols):
+                colour = GRADE_COLOURS[int(grade.module_grades[r, c])]
+                cv2.circle(body, tuple(int(v) for v in centres[r, c]), dot, colour, -1, cv2.LINE_AA)
+        symbol_layout = layout(symbol.grid.size) if symbol.grid is not None else None
+        if symbol_layout is not None:
+            half = pitch / 2
+            for k in grade.damaged_codewords:
+                for r, c in zip(symbol_layout.bit_rows[k], symbol_layout.bit_cols[k], strict=True):
+                    x, y = centres[r, c]
+                    cv2.rectangle(body, (int(x - half), int(y - half)), (int(x + half), int(y + half)), DAMAGED, 2)
+                x, y = centres[symbol_layout.bit_rows[k][0], symbol_layout.bit_cols[k][0]]
+                cv2.putText(
+                    body,
+                    str(k),
+                    (int(x - half), int(y - half) - 2),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4,
+                    DAMAGED,
+                    1,
+                    cv2.LINE_AA,
+                )
+    return np.vstack([_header(grade, max(body.shape[1], 520)), _pad_to(body, max(body.shape[1], 520))])
+
+
+def _header(grade: Grade, width: int) -> np.ndarray:
+    lines = [f"{grade.quality}  (ISO/IEC {'TR 29158' if grade.method == 'dpm' else '15415 ' + grade.method})"]
+    if grade.refused:
+        lines.append(f"not graded: {grade.refused}")
+    parameters = [f"{name} {grade_letter(p.grade)}" for name, p in grade.parameters.items()]
+    for i in range(0, len(parameters), 5):
+        lines.append("   ".join(parameters[i : i + 5]))
+    legend = "dots: module modulation grade   boxes: damaged codewords"
+    lines.append(legend)
+    header = np.full((22 * len(lines) + 16, width, 3), 255, np.uint8)
+    for i, text in enumerate(lines):
+        cv2.putText(header, text, (8, 24 + 22 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (20, 20, 20), 1, cv2.LINE_AA)
+    x = width - 5 * 34 - 8
+    for g in range(4, -1, -1):  # colour key
+        cv2.circle(header, (x, 16), 6, GRADE_COLOURS[g], -1, cv2.LINE_AA)
+        cv2.putText(header, GRADE_LETTERS[g], (x + 9, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (20, 20, 20), 1)
+        x += 34
+    return header
+
+
+def _pad_to(body: np.ndarray, width: int) -> np.ndarray:
+    if body.shape[1] >= width:
+        return body
+    return cv2.copyMakeBorder(body, 0, 0, 0, width - body.shape[1], cv2.BORDER_CONSTANT, value=(255, 255, 255))
