@@ -66,6 +66,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=400)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-grading", action="store_true", help="decode only (to see what grading costs)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="udigate-bench-") as data:
@@ -78,6 +79,7 @@ def main() -> int:
                 "source.simulator.seed": 1,
                 "source.simulator.defects": {d: 0.02 for d in DEFECTS},
                 "vision.workers": args.workers,
+                "grading.enabled": not args.no_grading,
                 "vision.queue_size": 2 * args.workers,
                 "plc.modbus.port": free_port(),
                 "mqtt.port": free_port(),
