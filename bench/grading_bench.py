@@ -106,7 +106,8 @@ def main() -> int:
     )
     for name in repeated[0].parameters:
         values = [g.parameters[name].value for g in repeated]
-        print(f"    {name:7} value mean {statistics.mean(values):8.3f}  standard deviation {statistics.pstdev(values):.3f}")
+        spread = statistics.pstdev(values)
+        print(f"    {name:7} value mean {statistics.mean(values):8.3f}  standard deviation {spread:.3f}")
     return 0
 
 
