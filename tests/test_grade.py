@@ -164,6 +164,8 @@ def test_calibrated_reflectance():
     assert grade.parameters["SC"].value == pytest.approx(80.0, abs=1.0)
     with pytest.raises(ValueError, match="light and a dark patch"):
         measure_calibration(np.full((100, 100), 128, np.uint8), 85, 5, "2026-11-23")
+    with pytest.raises(ValueError, match="not one large uniform area"):  # a label is not a card
+        measure_calibration(camera(render(MODULES)), 85, 5, "2026-11-23")
     assert isinstance(calibration, Calibration)
 
 

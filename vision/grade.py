@@ -77,9 +77,18 @@ def measure_calibration(image: np.ndarray, card_rmax: float, card_rmin: float, d
         raise ValueError(f"card reflectances {card_rmin} and {card_rmax}: expected 0 <= Rmin < Rmax <= 100")
     gray = np.ascontiguousarray(image, dtype=np.uint8)
     threshold, _ = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    light, dark = gray[gray > threshold], gray[gray <= threshold]
+    light_mask = gray > threshold
+    light, dark = gray[light_mask], gray[~light_mask]
     if light.size < 100 or dark.size < 100 or float(np.median(light)) - float(np.median(dark)) < 20:
         raise ValueError("the image does not show a light and a dark patch (too little contrast)")
+    # Patches are large: most of each class survives an erosion by a twentieth of the image.
+    # A printed code or text does not, and would calibrate on edges and stray pixels.
+    size = max(9, min(gray.shape) // 20)
+    kernel = np.ones((size, size), np.uint8)
+    for name, mask in (("light", light_mask), ("dark", ~light_mask)):
+        core = cv2.erode(mask.astype(np.uint8), kernel)
+        if core.sum() < 0.3 * mask.sum():
+            raise ValueError(f"the {name} patch is not one large uniform area (is this an image of the card?)")
     return Calibration(card_rmax, card_rmin, float(np.median(light)), float(np.median(dark)), date)
 
 
