@@ -316,7 +316,9 @@ def find_finder(image, cx, cy, ux, uy, half_u, half_v):
 def _arm_end(image, x0, y0, dx, dy, inx, iny, threshold, module, expected, limit):
     """Walk half a module inside a solid side from its corner (x0, y0) along (dx, dy): the side
     ends where light begins and lasts for over half a module. Well short of the ``expected``
-    length, light gaps of up to two modules are bridged: damaged finder modules, not the end.
+    length (the locator's rectangle, which may also hold quiet zone or clutter: so only up to
+    85 % of it, less a module), light gaps of up to two modules are bridged: damaged finder
+    modules, not the end.
     Returns the end point on the edge."""
     step = 0.25
     t = 0.5 * module
@@ -334,7 +336,7 @@ def _arm_end(image, x0, y0, dx, dy, inx, iny, threshold, module, expected, limit
             if light_run == 0.0 and last_dark >= 0:  # dark → light: interpolate the crossing
                 crossing = t - step + step * (threshold - previous) / (value - previous) if value != previous else t
             light_run += step
-            inside = crossing < expected - 1.5 * module
+            inside = crossing < 0.85 * expected - module
             if light_run >= (2.0 * module if inside else 0.6 * module):
                 break
         previous = value
