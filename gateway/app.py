@@ -154,8 +154,8 @@ class Gateway:
     def _emit(self, verdict: Verdict) -> None:
         """The pipeline's sink: every verdict to every output, in item order."""
         self.stats.record(verdict)
-        graded = verdict.grade is not None and verdict.grade.overall is not None
-        grade_x10 = int(round(verdict.grade.overall * 10)) if graded else 0
+        has_grade = verdict.grade is not None and verdict.grade.overall is not None
+        grade_x10 = int(round(verdict.grade.overall * 10)) if has_grade else 0
         self.registers.publish(verdict.item_id, result_code(verdict.reasons), not verdict.passed, grade_x10)
         if self.mqtt is None and self.rejects is None:
             return
@@ -163,7 +163,8 @@ class Gateway:
         if self.mqtt is not None:
             self.mqtt.publish_item(record)
         if self.rejects is not None and not verdict.passed:
-            self.rejects.submit(record, verdict.frame.image)
+            graded = (verdict.symbol, verdict.grade) if verdict.symbol and verdict.grade else None
+            self.rejects.submit(record, verdict.frame.image, graded)
 
     async def _beat(self) -> None:
         while True:

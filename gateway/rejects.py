@@ -1,5 +1,6 @@
-"""The reject log: per rejected item the frame image and its JSON record on disk, indexed in
-SQLite (``<data_dir>/udigate.db``, table ``rejects``).
+"""The reject log: per rejected item the frame image, its grade report picture (when the code was
+graded) and its JSON record on disk, indexed in SQLite (``<data_dir>/udigate.db``, table
+``rejects``).
 
 One writer thread owns the database. Each entry is written image first, then record, then index
 row, each file through a temporary name and an atomic rename: an index row never points at a
@@ -19,6 +20,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from vision.grade import Grade
+from vision.report import report_image
+from vision.symbol import Symbol
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +69,9 @@ class RejectLog:
     def __init__(self, data_dir: Path, image_format: str = "png", queue_size: int = 256) -> None:
         self.data_dir = data_dir
         self.image_format = image_format
-        self._queue: queue.Queue[tuple[dict, np.ndarray | None] | None] = queue.Queue(queue_size)
+        self._queue: queue.Queue[tuple[dict, np.ndarray | None, tuple[Symbol, Grade] | None] | None] = queue.Queue(
+            queue_size
+        )
         open_database(data_dir / "udigate.db").close()  # fail at start, not at the first reject
         self._thread = threading.Thread(target=self._write_all, name="reject-log", daemon=True)
         self.written = 0
@@ -73,9 +80,10 @@ class RejectLog:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, record: dict, image: np.ndarray | None) -> None:
-        """Queue one reject (waits while the writer is ``queue_size`` entries behind)."""
-        self._queue.put((record, image))
+    def submit(self, record: dict, image: np.ndarray | None, graded: tuple[Symbol, Grade] | None = None) -> None:
+        """Queue one reject (waits while the writer is ``queue_size`` entries behind); with
+        ``graded`` (the symbol and its grade) the writer also draws the grade report picture."""
+        self._queue.put((record, image, graded))
 
     def close(self) -> None:
         """Write everything queued, then stop."""
@@ -96,7 +104,9 @@ class RejectLog:
         finally:
             db.close()
 
-    def _write(self, db: sqlite3.Connection, record: dict, image: np.ndarray | None) -> None:
+    def _write(
+        self, db: sqlite3.Connection, record: dict, image: np.ndarray | None, graded: tuple[Symbol, Grade] | None
+    ) -> None:
         day = record["timestamp"][:10]
         stem = f"rejects/{day}/{record['run_id']}-{record['item_id']:08d}"
         folder = self.data_dir / "rejects" / day
@@ -109,6 +119,14 @@ class RejectLog:
                 raise OSError(f"cannot encode the frame as {self.image_format}")
             _write_atomically(self.data_dir / image_path, encoded.tobytes())
         record = {**record, "image": image_path}
+        if image is not None and graded is not None and graded[1].centres is not None:
+            # drawn here, in the writer thread, to keep it off the decision path
+            report_path = f"{stem}-grade.png"
+            ok, encoded = cv2.imencode(".png", report_image(image, *graded), _ENCODE_PARAMS["png"])
+            if not ok:
+                raise OSError("cannot encode the grade report picture")
+            _write_atomically(self.data_dir / report_path, encoded.tobytes())
+            record["grade_report"] = report_path
         record_path = f"{stem}.json"
         _write_atomically(self.data_dir / record_path, json.dumps(record, ensure_ascii=False, indent=1).encode())
         grade = record.get("grade", {}).get("overall")

@@ -89,6 +89,7 @@ def test_every_item_reaches_every_output_with_the_right_verdict(tmp_path, mosqui
     rows = db.execute("SELECT item_id, reason, reasons, image, record FROM rejects ORDER BY item_id").fetchall()
     assert [r[0] for r in rows] == sorted(set(truths) - expected_pass)
     assert summary.rejects_logged == len(rows)
+    reports = 0
     for item_id, reason, reasons, image, record in rows:
         assert set(json.loads(reasons)) == set(truths[item_id].expected_reasons)
         assert reason == json.loads(reasons)[0]
@@ -96,3 +97,8 @@ def test_every_item_reaches_every_output_with_the_right_verdict(tmp_path, mosqui
         assert frame.shape == (config.source.simulator.height, config.source.simulator.width)
         stored = json.loads((config.line.data_dir / record).read_text())
         assert stored["item_id"] == item_id and stored["image"] == image
+        if "grade_below_min" in json.loads(reasons):  # the quality engineer's grade report picture
+            report = cv2.imread(str(config.line.data_dir / stored["grade_report"]))
+            assert report is not None and report.ndim == 3 and stored["grade"]["overall"] < 1.5
+            reports += 1
+    assert reports == sum(t.defect == "low_contrast" for t in truths.values()) > 0
