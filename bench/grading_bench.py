@@ -82,15 +82,13 @@ def main() -> int:
         f"udigate grading benchmark: {len(frames)} simulator frames {sim.width}x{sim.height}, "
         f"{sim.module_px} px/module, method {args.method}"
     )
-    print(
-        f"  read (own reader, first symbol)  median {statistics.median(read_ms):6.2f} ms   p95 {p95(read_ms):6.2f} ms"
-    )
-    print(
-        f"  grading one symbol               median {statistics.median(grade_ms):6.2f} ms   p95 {p95(grade_ms):6.2f} ms"
-    )
-    print(
-        f"  zxing-cpp read_barcode, reference  median {statistics.median(zxing_ms):6.2f} ms   p95 {p95(zxing_ms):6.2f} ms"
-    )
+    for label, values in (
+        ("read (own reader, first symbol)", read_ms),
+        ("grading one symbol", grade_ms),
+        ("zxing-cpp read_barcode (reference)", zxing_ms),
+    ):
+        print(f"  {label:36} median {statistics.median(values):6.2f} ms   p95 {p95(values):6.2f} ms")
+    zxing_median = statistics.median(zxing_ms)
     ratio = statistics.median(grade_ms) / statistics.median(read_ms)
     print(f"  grading / own read (medians): {ratio:.2f}  (target: at most 0.50)")
     ratio = (statistics.median(read_ms) + statistics.median(grade_ms)) / zxing_median
