@@ -89,8 +89,9 @@ def test_sigterm_stops_cleanly_and_keeps_every_reject(tmp_path):
     assert stored == rejected > 0 and sent == acked
     db = sqlite3.connect(tmp_path / "data" / "udigate.db")
     assert db.execute("SELECT count(*), count(image) FROM rejects").fetchone() == (rejected, rejected)
-    images = list((tmp_path / "data" / "rejects").glob("*/*.png"))
-    assert len(images) == rejected
+    pictures = list((tmp_path / "data" / "rejects").glob("*/*.png"))
+    frames = [p for p in pictures if not p.name.endswith("-grade.png")]  # not the grade reports
+    assert len(frames) == rejected
     assert not list((tmp_path / "data" / "rejects").glob("*/*.part"))
 
 
