@@ -190,3 +190,16 @@ def test_report_picture_marks_the_damaged_codewords():
     magenta = [int(np.all(p == DAMAGED, axis=-1).sum()) for p in pictures]
     assert magenta[0] == 0 and magenta[1] > 100
     assert pictures[1].shape[0] > pictures[1].shape[1] // 2  # header above the enlarged symbol
+
+
+@pytest.mark.parametrize("side", ["L1", "L2"])
+def test_finder_damage_near_the_far_end_still_decodes_and_grades(side):
+    """Light finder modules two modules from the end of a solid side: the reader bridges the
+    gap (second try) and FPD grades the damage instead of the symbol going unread."""
+    levels = np.full(MODULES.shape, np.nan)
+    if side == "L1":
+        levels[[2, 8], 0] = 220  # the left side runs from the bottom-left corner to the top
+    else:
+        levels[-1, [13, 19]] = 220  # the bottom side runs to the right
+    grade = graded(camera(render(MODULES, levels=levels)))
+    assert grade.informative[f"FPD.{side}"] == 2  # 2 of 22 modules: 9.1 % is grade C

@@ -74,8 +74,11 @@ def test_every_item_reaches_every_output_with_the_right_verdict(tmp_path, mosqui
         assert {r["code"] for r in record["reasons"]} == set(expected)
         assert record["result_code"] == int(result_code(expected))
     assert len({r["record_id"] for r in verified + rejected}) == ITEMS
-    status = [json.loads(p)["state"] for t, p, _ in subscriber.messages if t.endswith("/status")]
-    assert status[0] == "online" and status[-1] == "offline"
+    def states():
+        return [json.loads(p)["state"] for t, p, _ in subscriber.messages if t.endswith("/status")]
+
+    assert subscriber.wait_for(lambda: states()[-1:] == ["offline"])  # published last, at close
+    assert states()[0] == "online"
 
     # Modbus: the PLC saw every result, in order, with the right reject flag.
     plc = summary.plc

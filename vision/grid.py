@@ -113,9 +113,10 @@ def _intersect(l1, l2):
 
 
 @njit(cache=True, nogil=True)
-def find_finder(image, cx, cy, ux, uy, half_u, half_v):
+def find_finder(image, cx, cy, ux, uy, half_u, half_v, bridge):
     """Analyse a candidate rectangle. Returns (status, values) where values holds, on success:
-    corner x, y, end_a x, y, end_b x, y, opposite x, y, module px, dark, light."""
+    corner x, y, end_a x, y, end_b x, y, opposite x, y, module px, dark, light. With ``bridge``,
+    short light gaps in the solid sides are taken for damage (see :func:`_arm_end`)."""
     out = np.zeros(11, np.float64)
     vx, vy = -uy, ux
     # Grey levels: percentiles over the rectangle, a little enlarged.
@@ -270,7 +271,17 @@ def find_finder(image, cx, cy, ux, uy, half_u, half_v):
         if (mx - cx0) * dx + (my - cy0) * dy < 0:
             dx, dy = -dx, -dy
         ex, ey = _arm_end(
-            image, cx0, cy0, dx, dy, -normals[s, 0], -normals[s, 1], threshold, module, far, 1.4 * far + 2 * module
+            image,
+            cx0,
+            cy0,
+            dx,
+            dy,
+            -normals[s, 0],
+            -normals[s, 1],
+            threshold,
+            module,
+            far if bridge else 0.0,
+            1.4 * far + 2 * module,
         )
         if np.isnan(ex):
             return NO_EDGES, out
@@ -316,9 +327,9 @@ def find_finder(image, cx, cy, ux, uy, half_u, half_v):
 def _arm_end(image, x0, y0, dx, dy, inx, iny, threshold, module, expected, limit):
     """Walk half a module inside a solid side from its corner (x0, y0) along (dx, dy): the side
     ends where light begins and lasts for over half a module. Well short of the ``expected``
-    length (the locator's rectangle, which may also hold quiet zone or clutter: so only up to
-    85 % of it, less a module), light gaps of up to two modules are bridged: damaged finder
-    modules, not the end.
+    length (from the locator's rectangle; 0 = no bridging), light gaps of up to two modules are
+    bridged: damaged finder modules, not the end. The rectangle may also hold quiet zone or
+    clutter, so the reader tries the unbridged finder first.
     Returns the end point on the edge."""
     step = 0.25
     t = 0.5 * module
@@ -336,7 +347,7 @@ def _arm_end(image, x0, y0, dx, dy, inx, iny, threshold, module, expected, limit
             if light_run == 0.0 and last_dark >= 0:  # dark → light: interpolate the crossing
                 crossing = t - step + step * (threshold - previous) / (value - previous) if value != previous else t
             light_run += step
-            inside = crossing < 0.85 * expected - module
+            inside = crossing < expected - 1.5 * module
             if light_run >= (2.0 * module if inside else 0.6 * module):
                 break
         previous = value
@@ -466,9 +477,9 @@ def project(h: np.ndarray, points: np.ndarray) -> np.ndarray:
     return p[:, :2] / p[:, 2:3]
 
 
-def find(image: np.ndarray, centre, axis, half) -> Finder | None:
-    """The finder of the candidate rectangle, or None."""
-    status, v = find_finder(image, centre[0], centre[1], axis[0], axis[1], half[0], half[1])
+def find(image: np.ndarray, centre, axis, half, bridge: bool = False) -> Finder | None:
+    """The finder of the candidate rectangle, or None; ``bridge``: see :func:`find_finder`."""
+    status, v = find_finder(image, centre[0], centre[1], axis[0], axis[1], half[0], half[1], bridge)
     if status != FOUND:
         return None
     return Finder(v[0:2].copy(), v[2:4].copy(), v[4:6].copy(), v[6:8].copy(), float(v[8]), float(v[9]), float(v[10]))

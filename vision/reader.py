@@ -164,18 +164,23 @@ class DataMatrixReader:
         """Decode the symbol of one candidate into ``symbols``; True when it holds one."""
         if self._covered(candidate, dx, dy, known, symbols):
             return True
-        t0 = time.perf_counter()
-        finder = find(work, candidate.centre, candidate.axis, candidate.half)
-        if finder is None:
-            return False
-        t1 = time.perf_counter()
-        for grid in grids(work, finder, self.size_hint):
-            symbol = self.decode_grid(work, grid, dx, dy, inverted)
-            if symbol is not None:
-                t2 = time.perf_counter()
-                symbol.timings_ms.update(finder=(t1 - t0) * 1000, decode=(t2 - t1) * 1000)
-                symbols.append(symbol)
-                return True
+        tried = None
+        for bridge in (False, True):  # a damaged finder side: bridge its gaps on the second try
+            t0 = time.perf_counter()
+            finder = find(work, candidate.centre, candidate.axis, candidate.half, bridge)
+            if finder is None or (
+                tried is not None and np.allclose(finder.end_a, tried.end_a) and np.allclose(finder.end_b, tried.end_b)
+            ):
+                continue
+            tried = finder
+            t1 = time.perf_counter()
+            for grid in grids(work, finder, self.size_hint):
+                symbol = self.decode_grid(work, grid, dx, dy, inverted)
+                if symbol is not None:
+                    t2 = time.perf_counter()
+                    symbol.timings_ms.update(finder=(t1 - t0) * 1000, decode=(t2 - t1) * 1000)
+                    symbols.append(symbol)
+                    return True
         return False
 
     def decode_grid(

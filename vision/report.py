@@ -82,21 +82,27 @@ def report_image(image: np.ndarray, symbol: Symbol, grade: Grade) -> np.ndarray:
 
 
 def _header(grade: Grade, width: int) -> np.ndarray:
-    lines = [f"{grade.quality}  (ISO/IEC {'TR 29158' if grade.method == 'dpm' else '15415 ' + grade.method})"]
+    """Quality string, parameter letters (below C in bold red: what fails a GS1 healthcare
+    line), the legend and the colour key."""
+    title = f"{grade.quality}  (ISO/IEC {'TR 29158' if grade.method == 'dpm' else '15415 ' + grade.method})"
+    lines: list[list[tuple[str, bool]]] = [[(title, False)]]
     if grade.refused:
-        lines.append(f"not graded: {grade.refused}")
-    parameters = [f"{name} {grade_letter(p.grade)}" for name, p in grade.parameters.items()]
-    for i in range(0, len(parameters), 5):
-        lines.append("   ".join(parameters[i : i + 5]))
-    legend = "dots: module modulation grade   boxes: damaged codewords"
-    lines.append(legend)
+        lines.append([(f"not graded: {grade.refused}", True)])
+    parameters = [(f"{name} {grade_letter(p.grade)}", p.grade < 1.5) for name, p in grade.parameters.items()]
+    lines += [parameters[i : i + 5] for i in range(0, len(parameters), 5)]
+    lines.append([("dots: module modulation grade   boxes: damaged codewords", False)])
     header = np.full((22 * len(lines) + 16, width, 3), 255, np.uint8)
-    for i, text in enumerate(lines):
-        cv2.putText(header, text, (8, 24 + 22 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (20, 20, 20), 1, cv2.LINE_AA)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for i, tokens in enumerate(lines):
+        x = 8
+        for text, failing in tokens:
+            colour, thickness = ((30, 30, 210), 2) if failing else ((20, 20, 20), 1)
+            cv2.putText(header, text, (x, 24 + 22 * i), font, 0.55, colour, thickness, cv2.LINE_AA)
+            x += cv2.getTextSize(text + "   ", font, 0.55, thickness)[0][0]
     x = width - 5 * 34 - 8
     for g in range(4, -1, -1):  # colour key
         cv2.circle(header, (x, 16), 6, GRADE_COLOURS[g], -1, cv2.LINE_AA)
-        cv2.putText(header, GRADE_LETTERS[g], (x + 9, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (20, 20, 20), 1)
+        cv2.putText(header, GRADE_LETTERS[g], (x + 9, 21), font, 0.45, (20, 20, 20), 1)
         x += 34
     return header
 
