@@ -17,7 +17,17 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from .config import Config, ConfigError, demo_config_text, dump_config, load_config, override, parse_config
+from .config import (
+    ISSUERS,
+    Config,
+    ConfigError,
+    ContentSection,
+    demo_config_text,
+    dump_config,
+    load_config,
+    override,
+    parse_config,
+)
 
 if TYPE_CHECKING:
     from .app import Gateway, Summary
@@ -74,8 +84,28 @@ def main(argv: list[str] | None = None) -> int:
     calibrate.add_argument("--output", type=Path, metavar="FILE", help="store here instead")
     calibrate.add_argument("image", type=Path, metavar="IMAGE")
 
+    check_code = commands.add_parser(
+        "check-code", help="parse and check UDI texts (GS1, Digital Link, MA, HIBC, ISBT 128, AHM)"
+    )
+    check_code.add_argument("--json", action="store_true", help="one JSON line per text")
+    check_code.add_argument("--job", type=Path, metavar="FILE", help="also check against this production order")
+    check_code.add_argument(
+        "--config", type=Path, metavar="FILE", help="use this line's [content] policy (and its [job] without --job)"
+    )
+    check_code.add_argument(
+        "data", nargs="+", metavar="DATA", help="code text, optionally starting with ]d2; GS as \\x1d or <GS>"
+    )
+
     args = parser.parse_args(argv)
     try:
+        if args.command == "check-code":
+            from .check_code import check_codes, load_job
+
+            line = load_config(args.config) if args.config else None
+            job = load_job(args.job) if args.job else (line.job if line else None)
+            # without a line, any issuing agency is accepted
+            policy = line.content if line else ContentSection(issuers=ISSUERS)
+            return check_codes(args.data, job, policy, args.json)
         if args.command in ("grade", "calibrate"):
             return _grading_command(args)
         if args.command == "check-config":

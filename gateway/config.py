@@ -68,6 +68,32 @@ class JobSection(Section):
     required_ais: tuple[Annotated[str, Field(pattern=AI_PATTERN)], ...] = ("01", "17", "10", "21")
 
 
+ISSUERS = ("GS1", "MA", "HIBC", "AHM", "ISBT 128")
+
+
+class ContentSection(Section):
+    """How codes are parsed and which issuing agencies this line prints."""
+
+    issuers: tuple[Literal["GS1", "MA", "HIBC", "AHM", "ISBT 128"], ...] = ("GS1",)
+    day_zero: Literal["accept", "warn", "reject"] = "warn"  # GS1 dates with day 00 (= end of month)
+    ma_check: Literal["ignore", "warn", "reject"] = "warn"  # the MA check character is unconfirmed
+    # AHM codes (syntax not public): a regular expression with named groups di, lot, serial,
+    # production, expiry (dates YYMMDD or YYYYMMDD)
+    ahm_pattern: str = ""
+
+    @field_validator("ahm_pattern")
+    @classmethod
+    def _valid_pattern(cls, value: str) -> str:
+        try:
+            groups = re.compile(value).groupindex
+        except re.error as exc:
+            raise ValueError(f"a regular expression ({exc})") from None
+        unknown = set(groups) - {"di", "lot", "serial", "production", "expiry"}
+        if value and ("di" not in groups or unknown):
+            raise ValueError("a regular expression with a named group di and only lot, serial, production, expiry")
+        return value
+
+
 class DefectMix(Section):
     """Share of simulated items (0–1) printed with each defect; the rest are good."""
 
@@ -255,6 +281,7 @@ class RejectLogSection(Section):
 class Config(Section):
     line: LineSection = LineSection()
     job: JobSection = JobSection()
+    content: ContentSection = ContentSection()
     source: SourceSection = SourceSection()
     vision: VisionSection = VisionSection()
     grading: GradingSection = GradingSection()

@@ -20,7 +20,7 @@ from pathlib import Path
 from vision.grade import Calibration, Grade, GradingSettings
 
 from .config import Config, GradingSection
-from .rules import Finding
+from .reasons import Finding
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from vision.symbol import Roi, Symbol
 
 from .config import Config
 from .grading import grade_findings, line_grading
-from .reasons import PRECEDENCE, ordered
-from .rules import Content, Finding, SerialRegistry, check_content
+from .reasons import PRECEDENCE, Finding, ordered
+from .rules import Content, SerialRegistry, check_content
 from .sources import Frame, Source
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,9 @@ class Pipeline:
                 findings.extend(grade_findings(inspection.grade, self.config.grading))
             if symbol.disagreement:
                 findings.append(Finding("decoder_disagreement", symbol.disagreement))
-            content = check_content(symbol.text, symbol.symbology_identifier, self.config.job, self.today())
+            content = check_content(
+                symbol.text, symbol.symbology_identifier, self.config.job, self.today(), self.config.content
+            )
             findings.extend(content.findings)
             if content.gtin and content.serial:
                 serial_key = (content.gtin, content.serial)

@@ -9,6 +9,14 @@ from plc.registers import ResultCode
 
 
 @dataclass(frozen=True, slots=True)
+class Finding:
+    """One fault of one item: a reason code from the table below and what exactly is wrong."""
+
+    code: str
+    message: str  # the specific fault, for the operator
+
+
+@dataclass(frozen=True, slots=True)
 class Reason:
     code: str
     result: ResultCode  # what the PLC is told
@@ -29,10 +37,24 @@ _TABLE = (
     ),
     Reason("not_graded", ResultCode.GRADE_FAIL, "the code was read but could not be graded"),
     Reason("not_gs1", ResultCode.SYNTAX_ERROR, "the code is not a GS1 DataMatrix (no leading FNC1)"),
+    Reason("unknown_issuer", ResultCode.SYNTAX_ERROR, "the code is not a UDI of a known issuing agency"),
+    Reason("issuer_not_allowed", ResultCode.SYNTAX_ERROR, "the code's issuing agency is not the one this line prints"),
     Reason("gs1_syntax", ResultCode.SYNTAX_ERROR, "the GS1 element string cannot be parsed"),
+    Reason("gs1_unknown_ai", ResultCode.SYNTAX_ERROR, "the code holds an unknown GS1 application identifier"),
     Reason("gs1_check_digit", ResultCode.SYNTAX_ERROR, "the GTIN check digit is wrong"),
     Reason("gs1_missing_separator", ResultCode.SYNTAX_ERROR, "a GS separator is missing: fields run together"),
+    Reason("gs1_invalid_character", ResultCode.SYNTAX_ERROR, "a character not allowed in GS1 fields"),
+    Reason("gs1_repeated_ai", ResultCode.SYNTAX_ERROR, "an element appears twice with different values"),
+    Reason("gs1_ai_requires", ResultCode.SYNTAX_ERROR, "an element lacks the element it belongs to"),
+    Reason("gs1_ai_excludes", ResultCode.SYNTAX_ERROR, "two elements that must not be combined"),
     Reason("gs1_missing_ai", ResultCode.SYNTAX_ERROR, "a required element (GTIN, lot, serial, date) is missing"),
+    Reason("gs1_day_zero", ResultCode.SYNTAX_ERROR, "a date with day 00, which this line does not accept"),
+    Reason("ma_syntax", ResultCode.SYNTAX_ERROR, "the MA code cannot be parsed"),
+    Reason("ma_check_character", ResultCode.SYNTAX_ERROR, "the MA check character is wrong"),
+    Reason("hibc_syntax", ResultCode.SYNTAX_ERROR, "the HIBC code cannot be parsed"),
+    Reason("hibc_check_character", ResultCode.SYNTAX_ERROR, "the HIBC check character is wrong"),
+    Reason("ahm_syntax", ResultCode.SYNTAX_ERROR, "the code does not match the line's AHM pattern"),
+    Reason("isbt_not_validated", ResultCode.SYNTAX_ERROR, "an ISBT 128 code (cell and tissue), not validated here"),
     Reason("date_invalid", ResultCode.SYNTAX_ERROR, "a date in the code is not a valid date"),
     Reason("wrong_di", ResultCode.CONTENT_MISMATCH, "the GTIN (UDI-DI) is not the production order's"),
     Reason("wrong_lot", ResultCode.CONTENT_MISMATCH, "the lot is not the production order's"),

@@ -1,9 +1,10 @@
-"""Content rules: is the decoded code a well-formed GS1 UDI for the production order?
+"""Content rules: is the decoded code a well-formed UDI for the production order?
 
-This is the minimal rule set: GS1 element-string syntax (AI table and value checks from biip),
-GTIN check digit, dates, separators, required AIs, and the order's GTIN, lot and expiry. Serial
-uniqueness is kept by :class:`SerialRegistry`. The full rule set (MA, HIBC, UDID product master,
-persistent serials) builds on the same :class:`Content` result.
+The code is parsed by its issuer's strict parser (:mod:`gateway.codes`); the production order
+(job) then checks the DI, lot and dates. Fields a syntax fault makes untrustworthy (a lot that
+swallowed the serial, a GTIN with a bad check digit) are not compared with the order: the item
+gets the syntax reason, not a misleading ``wrong_lot`` as well. Serial uniqueness is kept by
+:class:`SerialRegistry`.
 """
 
 from __future__ import annotations
@@ -11,131 +12,70 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from biip import ParseConfig, ParseError
-from biip.gs1_application_identifiers import GS1ApplicationIdentifier
-from biip.gs1_element_strings import GS1ElementString
-
-from vision.symbol import GS
-
-from .config import JobSection
-
-_BIIP = ParseConfig(separator_chars=[GS])
-_DATE_AIS = {"11", "12", "13", "15", "16", "17"}
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    code: str  # a reason code from gateway.reasons
-    message: str  # the specific fault, for the operator
+from .codes import CodePolicy, ParsedCode, parse
+from .config import ContentSection, JobSection
+from .reasons import Finding
 
 
 @dataclass(frozen=True, slots=True)
 class Content:
-    issuer: str  # "GS1" or "unknown"
-    fields: dict[str, str]  # AI → value as encoded, in code order
+    issuer: str  # "GS1", "GS1 Digital Link", "MA", "HIBC", "ISBT 128", "AHM" or "unknown"
+    fields: dict[str, str]  # element → value as encoded, in code order
     findings: tuple[Finding, ...]
     expiry: date | None = None
-    # AIs whose value is untrustworthy (a swallowed separator, a bad check digit): the order's
-    # rules are not applied to them, their own finding says what is wrong.
     suspect: frozenset[str] = field(default_factory=frozenset)
+    di: str | None = None
+    serial: str | None = None
+    warnings: tuple[Finding, ...] = ()
+    text: str = ""
 
     @property
     def hri(self) -> str:
-        """Human-readable interpretation, ``(01)…(17)…(10)…(21)…``."""
-        return "".join(f"({ai}){value}" for ai, value in self.fields.items())
+        """Human-readable interpretation: ``(01)…(17)…(10)…(21)…`` for GS1, the text otherwise."""
+        if self.issuer.startswith("GS1"):
+            return "".join(f"({ai}){value}" for ai, value in self.fields.items())
+        return self.text
 
     @property
     def gtin(self) -> str | None:
-        return self.fields.get("01")
-
-    @property
-    def serial(self) -> str | None:
-        return None if "21" in self.suspect else self.fields.get("21")
+        """The UDI-DI (a GTIN for GS1 codes); kept under this name for the MES records."""
+        return self.di
 
 
-def check_content(data: str, symbology_identifier: str, job: JobSection, today: date) -> Content:
+def code_policy(content: ContentSection, job: JobSection) -> CodePolicy:
+    return CodePolicy(content.day_zero, content.ma_check, content.ahm_pattern, tuple(job.required_ais))
+
+
+def check_content(
+    data: str, symbology_identifier: str, job: JobSection, today: date, content: ContentSection | None = None
+) -> Content:
     """Check the message ``data`` (GS as separator, no symbology identifier) of one code."""
-    if symbology_identifier not in ("]d2", "]d8"):
-        return Content(
-            "unknown",
-            {},
-            (Finding("not_gs1", f"symbology identifier {symbology_identifier}: not a GS1 DataMatrix"),),
-        )
-    fields, dates, findings, suspect, complete = _parse_element_string(data)
-    # When parsing stopped early, what follows is unknown: its finding stands alone.
-    for ai in job.required_ais if complete else ():
-        if ai in fields:
-            continue
-        swallowed_by = next(
-            (other for other, value in fields.items() if ai in value and _separator_required(other)), None
-        )
-        if swallowed_by is not None:
-            suspect.add(swallowed_by)
-            findings.append(
-                Finding(
-                    "gs1_missing_separator",
-                    f"({swallowed_by}) {fields[swallowed_by]!r} contains ({ai}): "
-                    f"the GS separator before ({ai}) is missing",
-                )
-            )
-        else:
-            findings.append(Finding("gs1_missing_ai", f"required ({ai}) is missing"))
-
-    expiry = dates.get("17")
-    if "01" in fields and "01" not in suspect and job.gtin and fields["01"] != job.gtin:
-        findings.append(Finding("wrong_di", f"GTIN {fields['01']}, the order is for {job.gtin}"))
-    if "10" in fields and "10" not in suspect and job.lot and fields["10"] != job.lot:
-        findings.append(Finding("wrong_lot", f"lot {fields['10']!r}, the order is lot {job.lot!r}"))
-    if expiry is not None and expiry < today:
-        findings.append(Finding("expired", f"expiry {expiry.isoformat()} has passed"))
-    elif expiry is not None and job.expiry and expiry != job.expiry:
-        findings.append(
-            Finding("wrong_expiry", f"expiry {expiry.isoformat()}, the order says {job.expiry.isoformat()}")
-        )
-    return Content("GS1", fields, tuple(findings), expiry, frozenset(suspect))
+    content = content or ContentSection()
+    code = parse(data, symbology_identifier, code_policy(content, job), today)
+    findings = list(code.errors)
+    issuer = "GS1" if code.issuer.startswith("GS1") else code.issuer
+    if code.issuer != "unknown" and issuer not in content.issuers:
+        message = f"{code.issuer} code; this line prints {', '.join(content.issuers)}"
+        findings.insert(0, Finding("issuer_not_allowed", message))
+    findings += job_findings(code, job, today)
+    return Content(
+        code.issuer, code.fields, tuple(findings), code.expiry, code.suspect, code.di, code.serial, code.warnings, data
+    )
 
 
-def _separator_required(ai: str) -> bool:
-    return GS1ApplicationIdentifier.extract(ai).separator_required
-
-
-def _parse_element_string(data: str):
-    """Split a GS1 element string into its fields, noting every syntax fault on the way.
-    ``complete`` is False when a fault stopped the parse before the end."""
-    fields: dict[str, str] = {}
-    dates: dict[str, date] = {}
-    findings: list[Finding] = []
-    suspect: set[str] = set()
-    rest = data
-    while rest:
-        if rest[0] == GS:
-            rest = rest[1:]
-            continue
-        try:
-            element = GS1ElementString.extract(rest, config=_BIIP)
-        except ParseError as exc:
-            code = "date_invalid" if rest[:2] in _DATE_AIS else "gs1_syntax"
-            findings.append(Finding(code, f"{exc} (at {rest[:24]!r})"))
-            return fields, dates, findings, suspect, False
-        ai = element.ai.ai
-        if ai in fields:
-            findings.append(Finding("gs1_syntax", f"({ai}) appears twice"))
-        fields[ai] = element.value
-        if element.date is not None:
-            dates[ai] = element.date
-        if element.gtin_error:
-            suspect.add(ai)
-            findings.append(Finding("gs1_check_digit", element.gtin_error))
-        rest = rest[len(ai) + len(element.value) :]
-        if rest and element.ai.separator_required and rest[0] != GS:
-            # The field ran to its maximum length and more data follows without a separator:
-            # where the next field starts is unknowable, so parsing stops here.
-            suspect.add(ai)
-            findings.append(
-                Finding("gs1_missing_separator", f"({ai}) {element.value!r} is not followed by a GS separator")
-            )
-            return fields, dates, findings, suspect, False
-    return fields, dates, findings, suspect, True
+def job_findings(code: ParsedCode, job: JobSection, today: date) -> list[Finding]:
+    """What the production order says about a parsed code."""
+    findings = []
+    if code.di is not None and job.gtin and code.di != job.gtin:
+        findings.append(Finding("wrong_di", f"DI {code.di}, the order is for {job.gtin}"))
+    if code.lot is not None and job.lot and code.lot != job.lot:
+        findings.append(Finding("wrong_lot", f"lot {code.lot!r}, the order is lot {job.lot!r}"))
+    if code.expiry is not None and code.expiry < today:
+        findings.append(Finding("expired", f"expiry {code.expiry.isoformat()} has passed"))
+    elif code.expiry is not None and job.expiry and code.expiry != job.expiry:
+        message = f"expiry {code.expiry.isoformat()}, the order says {job.expiry.isoformat()}"
+        findings.append(Finding("wrong_expiry", message))
+    return findings
 
 
 class SerialRegistry:

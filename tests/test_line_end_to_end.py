@@ -74,6 +74,7 @@ def test_every_item_reaches_every_output_with_the_right_verdict(tmp_path, mosqui
         assert {r["code"] for r in record["reasons"]} == set(expected)
         assert record["result_code"] == int(result_code(expected))
     assert len({r["record_id"] for r in verified + rejected}) == ITEMS
+
     def states():
         return [json.loads(p)["state"] for t, p, _ in subscriber.messages if t.endswith("/status")]
 

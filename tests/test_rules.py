@@ -33,7 +33,9 @@ def codes(data, job=JOB, si="]d2"):
         (GOOD.replace("17281123", "17261122"), ["expired"]),
         (GOOD.replace("17281123", "17280231"), ["date_invalid"]),
         (GOOD + f"{GS}99", ["gs1_syntax"]),
-        (f"0106901234567892010690123456789217281123{GS}10A2611{GS}21S", ["gs1_syntax"]),
+        # an AI repeated with the same value is tolerated (a warning), with another value it is not
+        (f"0106901234567892010690123456789217281123{GS}10A2611{GS}21S", []),
+        (f"0106901234567892010690123456789017281123{GS}10A2611{GS}21S", ["gs1_repeated_ai", "gs1_check_digit"]),
     ],
 )
 def test_gs1_findings(data, expected):
