@@ -62,10 +62,26 @@ class JobSection(Section):
 
     id: str = ""
     gtin: Gtin | None = None
+    di: str | None = Field(None, min_length=1, max_length=64)  # a non-GS1 DI (MA, HIBC, AHM)
     lot: Cset82 | None = None
+    production_date: date | None = None
     expiry: date | None = None
     # Application identifiers every code must carry.
     required_ais: tuple[Annotated[str, Field(pattern=AI_PATTERN)], ...] = ("01", "17", "10", "21")
+    # Date windows: production date at most this many days before today (and not in the future);
+    # expiry at least this many days after today.
+    max_production_age_days: int | None = Field(None, ge=0, le=3650)
+    min_shelf_life_days: int | None = Field(None, ge=0, le=36500)
+    serial_pattern: str = ""  # regular expression every serial must match in full, e.g. "SER\\d{4}"
+
+    @field_validator("serial_pattern")
+    @classmethod
+    def _valid_serial_pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"a regular expression ({exc})") from None
+        return value
 
 
 ISSUERS = ("GS1", "MA", "HIBC", "AHM", "ISBT 128")

@@ -58,8 +58,12 @@ _TABLE = (
     Reason("date_invalid", ResultCode.SYNTAX_ERROR, "a date in the code is not a valid date"),
     Reason("wrong_di", ResultCode.CONTENT_MISMATCH, "the GTIN (UDI-DI) is not the production order's"),
     Reason("wrong_lot", ResultCode.CONTENT_MISMATCH, "the lot is not the production order's"),
+    Reason("wrong_production_date", ResultCode.CONTENT_MISMATCH, "the production date is not the order's"),
+    Reason("production_date_window", ResultCode.CONTENT_MISMATCH, "the production date is outside the allowed window"),
     Reason("wrong_expiry", ResultCode.CONTENT_MISMATCH, "the expiry date is not the production order's"),
     Reason("expired", ResultCode.CONTENT_MISMATCH, "the expiry date has passed"),
+    Reason("short_shelf_life", ResultCode.CONTENT_MISMATCH, "too little shelf life left before the expiry date"),
+    Reason("serial_pattern", ResultCode.CONTENT_MISMATCH, "the serial does not have the order's form"),
     Reason("duplicate_serial", ResultCode.DUPLICATE, "this GTIN + serial was already verified"),
 )
 

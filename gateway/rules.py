@@ -9,6 +9,7 @@ gets the syntax reason, not a misleading ``wrong_lot`` as well. Serial uniquenes
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -64,17 +65,36 @@ def check_content(
 
 
 def job_findings(code: ParsedCode, job: JobSection, today: date) -> list[Finding]:
-    """What the production order says about a parsed code."""
+    """What the production order says about a parsed code (untrustworthy fields are left out by
+    the parser: their own finding says what is wrong)."""
     findings = []
-    if code.di is not None and job.gtin and code.di != job.gtin:
-        findings.append(Finding("wrong_di", f"DI {code.di}, the order is for {job.gtin}"))
+    expected_di = job.gtin if code.issuer.startswith("GS1") else job.di
+    if code.di is not None and expected_di and code.di != expected_di:
+        findings.append(Finding("wrong_di", f"DI {code.di}, the order is for {expected_di}"))
     if code.lot is not None and job.lot and code.lot != job.lot:
         findings.append(Finding("wrong_lot", f"lot {code.lot!r}, the order is lot {job.lot!r}"))
+    made = code.production
+    if made is not None and job.production_date and made != job.production_date:
+        message = f"production date {made.isoformat()}, the order says {job.production_date.isoformat()}"
+        findings.append(Finding("wrong_production_date", message))
+    elif made is not None and (
+        made > today or (job.max_production_age_days is not None and (today - made).days > job.max_production_age_days)
+    ):
+        window = "in the future" if made > today else f"more than {job.max_production_age_days} days ago"
+        findings.append(Finding("production_date_window", f"production date {made.isoformat()} is {window}"))
     if code.expiry is not None and code.expiry < today:
         findings.append(Finding("expired", f"expiry {code.expiry.isoformat()} has passed"))
     elif code.expiry is not None and job.expiry and code.expiry != job.expiry:
         message = f"expiry {code.expiry.isoformat()}, the order says {job.expiry.isoformat()}"
         findings.append(Finding("wrong_expiry", message))
+    elif code.expiry is not None and job.min_shelf_life_days is not None:
+        left = (code.expiry - today).days
+        if left < job.min_shelf_life_days:
+            message = f"expiry {code.expiry.isoformat()}: {left} days left, the order needs {job.min_shelf_life_days}"
+            findings.append(Finding("short_shelf_life", message))
+    if code.serial is not None and job.serial_pattern and re.fullmatch(job.serial_pattern, code.serial) is None:
+        message = f"serial {code.serial!r} does not match the order's pattern {job.serial_pattern!r}"
+        findings.append(Finding("serial_pattern", message))
     return findings
 
 

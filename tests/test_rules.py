@@ -93,3 +93,32 @@ def test_generated_codes(gtin_body, lot, serial):
     assert "gs1_check_digit" in codes(good.replace(gtin, bad_gtin, 1), job)
     # a dropped separator is never accepted
     assert codes(good.replace(GS, ""), job) == ["gs1_missing_separator"]
+
+
+@pytest.mark.parametrize(
+    "job, data, expected",
+    [
+        (JobSection(production_date=date(2026, 11, 23)), GOOD, []),
+        (JobSection(production_date=date(2026, 11, 22)), GOOD, ["wrong_production_date"]),
+        (JobSection(max_production_age_days=30), GOOD.replace("11261123", "11261001"), ["production_date_window"]),
+        (JobSection(max_production_age_days=30), GOOD.replace("11261123", "11261124"), ["production_date_window"]),
+        (JobSection(min_shelf_life_days=365), GOOD, []),
+        (JobSection(min_shelf_life_days=800), GOOD, ["short_shelf_life"]),
+        (JobSection(serial_pattern=r"SER\d{4}"), GOOD, []),
+        (JobSection(serial_pattern=r"SER\d{5}"), GOOD, ["serial_pattern"]),
+    ],
+)
+def test_order_dates_and_serial_form(job, data, expected):
+    assert codes(data, job) == expected
+
+
+def test_other_issuers_against_the_order():
+    from gateway.config import ContentSection
+
+    ma = "MA.156.M0.100350.01004YA10017.SLMSAGAAAC.M210628.LAY21062803.E300628.V300627.C3"
+    job = JobSection(di="MA.156.M0.100350.01004YA10017", lot="AY21062803", required_ais=())
+    anyone = ContentSection(issuers=("GS1", "MA"))
+    assert [f.code for f in check_content(ma, "]Q1", job, TODAY, anyone).findings] == []
+    other = JobSection(di="MA.156.M0.100204.13351764", required_ais=())
+    assert [f.code for f in check_content(ma, "]Q1", other, TODAY, anyone).findings] == ["wrong_di"]
+    assert [f.code for f in check_content(ma, "]Q1", job, TODAY).findings] == ["issuer_not_allowed"]
