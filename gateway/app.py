@@ -28,6 +28,7 @@ from .pipeline import Pipeline, Verdict, line_reader
 from .reasons import result_code
 from .records import LineContext, item_record
 from .rejects import RejectLog
+from .serials import SerialStore
 from .sources import open_source
 from .stats import LineStats, Snapshot
 
@@ -71,7 +72,16 @@ class Gateway:
         self.stats = LineStats(config.grading.min_grade, config.grading.warn_margin)
         self.context = LineContext(config.line.site, config.line.name, config.job.id, LineContext.new_run_id())
         self.source = open_source(config, today=today())
-        self.pipeline = Pipeline(config, line_reader(config), self._emit, today=today)
+        config.line.data_dir.mkdir(parents=True, exist_ok=True)
+        self.serials = SerialStore(
+            config.line.data_dir / "udigate.db",
+            scope=config.serials.scope,
+            line=config.line.name,
+            job=config.job.id,
+            run_id=self.context.run_id,
+            durability=config.serials.durability,
+        )
+        self.pipeline = Pipeline(config, line_reader(config), self._emit, serials=self.serials, today=today)
         self.registers = RegisterImage()
         self.io = IoLoop()
         self.mqtt: MqttPublisher | None = None
@@ -79,6 +89,7 @@ class Gateway:
         self.plc_simulator: PlcSimulator | None = None
         self.endpoints = Endpoints(None, None, None, None)
         self._teardown = contextlib.ExitStack()
+        self._teardown.callback(self.serials.close)
 
     def start(self) -> None:
         """Bring up every output; on failure, stop what was started and raise."""

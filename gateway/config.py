@@ -289,6 +289,15 @@ class MqttSection(Section):
         return value
 
 
+class SerialsSection(Section):
+    """Serial uniqueness: a second code with the same DI and serial is a duplicate."""
+
+    scope: Literal["job", "line", "all"] = "line"  # within the order, the line, or every line of this database
+    # "process": survives a killed process (WAL, synchronous=NORMAL); "power": also a power cut
+    # (an fsync per item, 0.2-10 ms on edge storage)
+    durability: Literal["process", "power"] = "process"
+
+
 class RejectLogSection(Section):
     enabled: bool = True
     image_format: Literal["png", "jpg"] = "png"
@@ -303,6 +312,7 @@ class Config(Section):
     grading: GradingSection = GradingSection()
     plc: PlcSection = PlcSection()
     mqtt: MqttSection = MqttSection()
+    serials: SerialsSection = SerialsSection()
     rejects: RejectLogSection = RejectLogSection()
 
     @model_validator(mode="after")

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 from vision.grade import Grade, GradingSettings, grade_symbol
 from vision.reader import DataMatrixReader, Reader, open_reader, warm_up_frame
@@ -29,7 +31,8 @@ from vision.symbol import Roi, Symbol
 from .config import Config
 from .grading import grade_findings, line_grading
 from .reasons import PRECEDENCE, Finding, ordered
-from .rules import Content, SerialRegistry, check_content
+from .rules import Content, check_content
+from .serials import SerialStore
 from .sources import Frame, Source
 
 log = logging.getLogger(__name__)
@@ -118,7 +121,7 @@ class Pipeline:
         config: Config,
         reader: Reader,
         sink: Callable[[Verdict], None],
-        serials: SerialRegistry | None = None,
+        serials: SerialStore | None = None,
         today: Callable[[], date] = date.today,
         grading: GradingSettings | None | str = "line",
     ) -> None:
@@ -128,7 +131,8 @@ class Pipeline:
         self.reader = reader
         self.grading = line_grading(config, today()) if grading == "line" else grading
         self.sink = sink
-        self.serials = serials if serials is not None else SerialRegistry()
+        # without a store (tests, benchmarks) serials are unique within this pipeline's run
+        self.serials = serials or SerialStore(Path(":memory:"), line=config.line.name, job=config.job.id)
         self.today = today
         self.roi = Roi(*config.vision.roi) if config.vision.roi else None
         self.source_error: BaseException | None = None
@@ -242,16 +246,24 @@ class Pipeline:
                 symbol.text, symbol.symbology_identifier, self.config.job, self.today(), self.config.content
             )
             findings.extend(content.findings)
-            if content.gtin and content.serial:
-                serial_key = (content.gtin, content.serial)
-                if serial_key in self.serials:
-                    findings.append(
-                        Finding("duplicate_serial", f"GTIN {content.gtin} serial {content.serial!r} already verified")
-                    )
+            if content.di and content.serial:
+                serial_key = (content.di, content.serial)
+                first = self.serials.seen(*serial_key)
+                if first is not None:
+                    message = f"DI {content.di} serial {content.serial!r} already verified: {first}"
+                    findings.append(Finding("duplicate_serial", message))
         findings.sort(key=lambda f: PRECEDENCE[f.code])
         reasons = ordered(f.code for f in findings)
         if not reasons and serial_key is not None:
-            self.serials.add(serial_key)
+            # committed before the verdict leaves: a passed item's serial survives a kill
+            try:
+                first = self.serials.add(*serial_key, item_id=frame.item_id, timestamp=frame.timestamp)
+            except sqlite3.Error as exc:
+                log.error("serial registry: cannot record item %d: %s", frame.item_id, exc)
+                first, findings = None, [Finding("serial_registry_error", f"{type(exc).__name__}: {exc}")]
+            if first is not None:  # another writer recorded it in the meantime
+                findings = [Finding("duplicate_serial", f"DI {serial_key[0]} serial {serial_key[1]!r}: {first}")]
+            reasons = ordered(f.code for f in findings)
         decided = time.monotonic()
         timings = {
             "capture": inspection.t_queued - frame.t_trigger,

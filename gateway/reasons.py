@@ -26,6 +26,7 @@ class Reason:
 _TABLE = (
     Reason("image_error", ResultCode.STATION_ERROR, "the frame could not be captured or read"),
     Reason("vision_error", ResultCode.STATION_ERROR, "the reader failed on this frame (see the log)"),
+    Reason("serial_registry_error", ResultCode.STATION_ERROR, "the serial could not be recorded (see the log)"),
     Reason("not_inspected", ResultCode.NOT_INSPECTED, "the station was busy and could not inspect the item"),
     Reason("no_read", ResultCode.NO_READ, "no readable Data Matrix on the pack"),
     Reason("decoder_disagreement", ResultCode.NO_READ, "two independent decoders read the code differently"),

@@ -4,7 +4,7 @@ The code is parsed by its issuer's strict parser (:mod:`gateway.codes`); the pro
 (job) then checks the DI, lot and dates. Fields a syntax fault makes untrustworthy (a lot that
 swallowed the serial, a GTIN with a bad check digit) are not compared with the order: the item
 gets the syntax reason, not a misleading ``wrong_lot`` as well. Serial uniqueness is kept by
-:class:`SerialRegistry`.
+:class:`gateway.serials.SerialStore`.
 """
 
 from __future__ import annotations
@@ -96,19 +96,3 @@ def job_findings(code: ParsedCode, job: JobSection, today: date) -> list[Finding
         message = f"serial {code.serial!r} does not match the order's pattern {job.serial_pattern!r}"
         findings.append(Finding("serial_pattern", message))
     return findings
-
-
-class SerialRegistry:
-    """GTIN + serial of every verified item in this run: a second one is a duplicate.
-
-    In memory for now; the persistent, line-wide registry replaces it with the same interface.
-    """
-
-    def __init__(self) -> None:
-        self._seen: set[tuple[str, str]] = set()
-
-    def __contains__(self, key: tuple[str, str]) -> bool:
-        return key in self._seen
-
-    def add(self, key: tuple[str, str]) -> None:
-        self._seen.add(key)

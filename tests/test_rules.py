@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.config import JobSection, gtin_check_digit
-from gateway.rules import SerialRegistry, check_content
+from gateway.rules import check_content
 
 GS = "\x1d"
 TODAY = date(2026, 11, 23)
@@ -69,14 +69,6 @@ def test_order_expiry():
 
 def test_without_an_order_only_syntax_is_checked():
     assert codes(GOOD.replace("10A2611", "10ZZ"), JobSection()) == []
-
-
-def test_serial_registry():
-    serials = SerialRegistry()
-    assert ("06901234567892", "1") not in serials
-    serials.add(("06901234567892", "1"))
-    assert ("06901234567892", "1") in serials
-    assert ("06901234567908", "1") not in serials
 
 
 CSET82 = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-./_", min_size=1, max_size=20)
