@@ -23,6 +23,7 @@ from plc.simulator import PlcCounts, PlcSimulator
 from .broker import start_embedded_broker
 from .config import Config
 from .ioloop import IoLoop
+from .jobs import JobControl
 from .mqtt import MqttPublisher
 from .pipeline import Pipeline, Verdict, line_reader
 from .reasons import result_code
@@ -70,7 +71,7 @@ class Gateway:
     def __init__(self, config: Config, today: Callable[[], date] = date.today) -> None:
         self.config = config
         self.stats = LineStats(config.grading.min_grade, config.grading.warn_margin)
-        self.context = LineContext(config.line.site, config.line.name, config.job.id, LineContext.new_run_id())
+        self.context = LineContext(config.line.site, config.line.name, LineContext.new_run_id())
         self.source = open_source(config, today=today())
         config.line.data_dir.mkdir(parents=True, exist_ok=True)
         self.serials = SerialStore(
@@ -82,6 +83,8 @@ class Gateway:
             durability=config.serials.durability,
         )
         self.pipeline = Pipeline(config, line_reader(config), self._emit, serials=self.serials, today=today)
+        self.jobs = JobControl(config.job, config.line.data_dir, self._job_changed)
+        self.pipeline.set_job(self.jobs.active)
         self.registers = RegisterImage()
         self.io = IoLoop()
         self.mqtt: MqttPublisher | None = None
@@ -127,8 +130,11 @@ class Gateway:
                 broker = start_embedded_broker(port, self.io.loop)
                 self._teardown.callback(broker.close)
                 host, port, broker_kind = broker.host, broker.port, broker.kind
-            self.mqtt = MqttPublisher(config.mqtt, config.line.site, config.line.name, host, port)
+            self.mqtt = MqttPublisher(
+                config.mqtt, config.line.site, config.line.name, host, port, on_job_command=self.jobs.command
+            )
             self.mqtt.start()
+            self.mqtt.publish_job(self.jobs.describe())  # retained: what the line is packing
             self._teardown.callback(self.mqtt.close)
             counters = self.io.spawn(self._publish_counters())
             self._teardown.callback(counters.cancel)
@@ -139,6 +145,8 @@ class Gateway:
             self.rejects.start()
             self._teardown.callback(self.rejects.close)
 
+        job_file = self.io.spawn(self._watch_job_file())
+        self._teardown.callback(job_file.cancel)
         self.endpoints = Endpoints(mqtt_endpoint, broker_kind, self.mqtt.root if self.mqtt else None, modbus_endpoint)
         self.registers.set_status(Status.READY, True)
         self._teardown.callback(self.registers.set_status, Status.READY, False)
@@ -176,6 +184,17 @@ class Gateway:
         if self.rejects is not None and not verdict.passed:
             graded = (verdict.symbol, verdict.grade) if verdict.symbol and verdict.grade else None
             self.rejects.submit(record, verdict.frame.image, graded)
+
+    def _job_changed(self, job) -> None:
+        self.pipeline.set_job(job)
+        if self.mqtt is not None:
+            self.mqtt.publish_job(self.jobs.describe())
+
+    async def _watch_job_file(self) -> None:
+        """``udigate job start|stop`` writes the job file; pick it up within a second."""
+        while True:
+            await asyncio.sleep(1.0)
+            self.jobs.poll_file()
 
     async def _beat(self) -> None:
         while True:

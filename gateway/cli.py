@@ -96,8 +96,18 @@ def main(argv: list[str] | None = None) -> int:
         "data", nargs="+", metavar="DATA", help="code text, optionally starting with ]d2; GS as \\x1d or <GS>"
     )
 
+    job = commands.add_parser("job", help="start, stop or show the production order of a line (running or not)")
+    actions = job.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (("start", "start an order"), ("stop", "stop the order"), ("show", "show the order")):
+        sub = actions.add_parser(action, help=text)
+        sub.add_argument("--config", type=Path, required=True, metavar="FILE", help="the line's configuration")
+        if action == "start":
+            sub.add_argument("file", type=Path, metavar="JOB_FILE", help="a TOML file with a [job] table")
+
     args = parser.parse_args(argv)
     try:
+        if args.command == "job":
+            return _job_command(args)
         if args.command == "check-code":
             from .check_code import check_codes, load_job
 
@@ -132,6 +142,31 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+def _job_command(args: argparse.Namespace) -> int:
+    """Writes ``<data_dir>/job.json``; a running line picks it up within a second."""
+    import json
+
+    from .check_code import load_job
+    from .jobs import JOB_FILE, JobError, read_job_file, write_job_file
+
+    config = load_config(args.config)
+    path = config.line.data_dir / JOB_FILE
+    try:
+        if args.action == "start":
+            write_job_file(path, load_job(args.file), by="cli")
+        elif args.action == "stop":
+            write_job_file(path, None, by="cli")
+        exists, active = read_job_file(path)
+    except (JobError, OSError) as exc:
+        print(f"udigate job: {exc}", file=sys.stderr)
+        return 1
+    if not exists:
+        active = config.job
+    shown = active.model_dump(mode="json", exclude_none=True) if active is not None else None
+    print(json.dumps({"active": shown, "source": str(path) if exists else str(args.config)}, ensure_ascii=False))
+    return 0
 
 
 def _grading_command(args: argparse.Namespace) -> int:

@@ -7,6 +7,9 @@ Topics under ``topic_root`` (default ``udigate/<site>/<line>``):
 * ``…/status``    ``{"state": "online"|"offline", …}`` retained; the broker publishes
   ``offline`` as the MQTT will if the gateway vanishes
 * ``…/counters``  totals and throughput every ``counters_interval_s``, retained
+* ``…/job``       the active production order (``null`` when stopped), retained
+* ``…/job/set``   subscribed: job commands from the MES (see gateway/jobs.py), answered on
+  ``…/job/ack``
 
 paho-mqtt keeps messages published while the broker is away in memory and sends them after
 reconnecting; nothing is persisted to disk yet.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import paho.mqtt.client as paho
@@ -27,7 +31,15 @@ log = logging.getLogger(__name__)
 
 
 class MqttPublisher:
-    def __init__(self, config: MqttSection, site: str, line: str, host: str, port: int) -> None:
+    def __init__(
+        self,
+        config: MqttSection,
+        site: str,
+        line: str,
+        host: str,
+        port: int,
+        on_job_command: Callable[[bytes], dict] | None = None,
+    ) -> None:
         self.config = config
         self.host, self.port = host, port
         self.root = config.topic_root.format(site=site, line=line)
@@ -43,6 +55,8 @@ class MqttPublisher:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        self._client.on_message = self._on_message
+        self._on_job_command = on_job_command
         self._acked = threading.Condition()
         self._pending: set[int] = set()
         self._early_acks: set[int] = set()
@@ -62,6 +76,9 @@ class MqttPublisher:
 
     def publish_counters(self, counters: dict) -> None:
         self._publish(f"{self.root}/counters", json.dumps(counters, separators=(",", ":")), 1, retain=True)
+
+    def publish_job(self, job: dict | None) -> None:
+        self._publish(f"{self.root}/job", json.dumps(job, separators=(",", ":")), 1, retain=True)
 
     def close(self, timeout: float = 10.0) -> bool:
         """Announce ``offline``, wait up to ``timeout`` s for the broker to acknowledge
@@ -110,7 +127,14 @@ class MqttPublisher:
             return
         log.info("MQTT connected to %s:%d", self.host, self.port)
         self._publish(self.status_topic, self._status("online"), qos=1, retain=True)
+        if self._on_job_command is not None:
+            client.subscribe(f"{self.root}/job/set", qos=1)
         self.connected.set()
+
+    def _on_message(self, client, userdata, message) -> None:
+        if message.topic == f"{self.root}/job/set" and self._on_job_command is not None:
+            ack = self._on_job_command(message.payload)  # the job change publishes …/job itself
+            self._publish(f"{self.root}/job/ack", json.dumps(ack, separators=(",", ":")), 1)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.connected.is_set() and not self._closing:

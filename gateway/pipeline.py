@@ -28,7 +28,7 @@ from vision.grade import Grade, GradingSettings, grade_symbol
 from vision.reader import DataMatrixReader, Reader, open_reader, warm_up_frame
 from vision.symbol import Roi, Symbol
 
-from .config import Config
+from .config import Config, JobSection
 from .grading import grade_findings, line_grading
 from .reasons import PRECEDENCE, Finding, ordered
 from .rules import Content, check_content
@@ -65,6 +65,7 @@ class Verdict:
     content: Content | None
     timings_ms: dict[str, float]  # per stage, see STAGES
     t_decided: float  # time.monotonic()
+    job_id: str | None = None  # the production order active when it was decided (None: stopped)
 
     @property
     def item_id(self) -> int:
@@ -133,9 +134,16 @@ class Pipeline:
         self.sink = sink
         # without a store (tests, benchmarks) serials are unique within this pipeline's run
         self.serials = serials or SerialStore(Path(":memory:"), line=config.line.name, job=config.job.id)
+        self.job: JobSection | None = config.job  # replaced while running by set_job
         self.today = today
         self.roi = Roi(*config.vision.roi) if config.vision.roi else None
         self.source_error: BaseException | None = None
+
+    def set_job(self, job: JobSection | None) -> None:
+        """Switch the production order (None: stopped, every item is rejected as no_active_job).
+        Items decided after this call use the new order."""
+        self.serials.set_job(job.id if job is not None else "")
+        self.job = job
 
     def warm_up(self) -> None:
         """Load the reader's, the grader's and the rules' tables now rather than on the first item."""
@@ -229,6 +237,7 @@ class Pipeline:
     def _decide(self, inspection: Inspection) -> Verdict:
         start = time.monotonic()
         frame = inspection.frame
+        job = self.job  # one order for the whole decision, even if it changes meanwhile
         findings: list[Finding] = []
         symbol = inspection.symbols[0] if inspection.symbols else None
         content = None
@@ -242,9 +251,10 @@ class Pipeline:
                 findings.extend(grade_findings(inspection.grade, self.config.grading))
             if symbol.disagreement:
                 findings.append(Finding("decoder_disagreement", symbol.disagreement))
-            content = check_content(
-                symbol.text, symbol.symbology_identifier, self.config.job, self.today(), self.config.content
-            )
+            if job is None:
+                findings.append(Finding("no_active_job", "no production order is active (stopped)"))
+            order = job or JobSection(required_ais=self.config.job.required_ais)
+            content = check_content(symbol.text, symbol.symbology_identifier, order, self.today(), self.config.content)
             findings.extend(content.findings)
             if content.di and content.serial:
                 serial_key = (content.di, content.serial)
@@ -282,4 +292,5 @@ class Pipeline:
             content=content,
             timings_ms={k: round(v * 1000, 3) for k, v in timings.items()},
             t_decided=decided,
+            job_id=job.id if job is not None else None,
         )

@@ -57,6 +57,7 @@ _TABLE = (
     Reason("ahm_syntax", ResultCode.SYNTAX_ERROR, "the code does not match the line's AHM pattern"),
     Reason("isbt_not_validated", ResultCode.SYNTAX_ERROR, "an ISBT 128 code (cell and tissue), not validated here"),
     Reason("date_invalid", ResultCode.SYNTAX_ERROR, "a date in the code is not a valid date"),
+    Reason("no_active_job", ResultCode.CONTENT_MISMATCH, "no production order is active: the line is stopped"),
     Reason("wrong_di", ResultCode.CONTENT_MISMATCH, "the GTIN (UDI-DI) is not the production order's"),
     Reason("wrong_lot", ResultCode.CONTENT_MISMATCH, "the lot is not the production order's"),
     Reason("wrong_production_date", ResultCode.CONTENT_MISMATCH, "the production date is not the order's"),

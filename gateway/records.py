@@ -18,7 +18,6 @@ SCHEMA = "udigate.item/1"
 class LineContext:
     site: str
     line: str
-    job: str
     run_id: str  # unique per gateway start: record ids stay unique across restarts
 
     @staticmethod
@@ -34,7 +33,7 @@ def item_record(verdict: Verdict, context: LineContext) -> dict:
         "record_id": f"{context.run_id}/{verdict.item_id}",  # idempotency key for consumers
         "site": context.site,
         "line": context.line,
-        "job": context.job,
+        "job": verdict.job_id,
         "run_id": context.run_id,
         "item_id": verdict.item_id,
         "timestamp": verdict.frame.timestamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
