@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import sys
 import threading
+import time
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -104,8 +105,17 @@ def main(argv: list[str] | None = None) -> int:
         if action == "start":
             sub.add_argument("file", type=Path, metavar="JOB_FILE", help="a TOML file with a [job] table")
 
+    udid = commands.add_parser("udid", help="the product master: import national UDI database downloads")
+    udid_actions = udid.add_subparsers(dest="action", required=True, metavar="ACTION")
+    udid_import = udid_actions.add_parser("import", help="import full and incremental releases (ZIP or XML), in order")
+    udid_import.add_argument("--config", type=Path, metavar="FILE", help="the line whose database to fill")
+    udid_import.add_argument("--db", type=Path, metavar="FILE", help="this SQLite file instead")
+    udid_import.add_argument("paths", type=Path, nargs="+", metavar="PATH")
+
     args = parser.parse_args(argv)
     try:
+        if args.command == "udid":
+            return _udid_import(args)
         if args.command == "job":
             return _job_command(args)
         if args.command == "check-code":
@@ -142,6 +152,33 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+def _udid_import(args: argparse.Namespace) -> int:
+    from .udid import UdidImportError, import_releases
+
+    db = args.db or (load_config(args.config) if args.config else Config()).line.data_dir / "udigate.db"
+    last = [0.0]
+
+    def progress(source: str, records: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 2:
+            last[0] = now
+            print(f"  {source}: {records} records", file=sys.stderr, flush=True)
+
+    try:
+        report = import_releases(args.paths, db, progress)
+    except (UdidImportError, OSError) as exc:
+        print(f"udigate udid import: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"imported {', '.join(report.files)} into {db}: {report.records} records, {report.devices_added} added, "
+        f"{report.devices_changed} changed, {report.devices_deleted} deleted, {report.ignored} older versions "
+        f"ignored, {report.skipped} skipped, in {report.seconds:.1f} s (peak {report.peak_rss_mb:.0f} MB)"
+    )
+    for problem in report.problems:
+        print(f"  skipped: {problem}")
+    return 0
 
 
 def _job_command(args: argparse.Namespace) -> int:

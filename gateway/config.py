@@ -289,6 +289,15 @@ class MqttSection(Section):
         return value
 
 
+class UdidSection(Section):
+    """The product master: China's national UDI database, imported with ``udigate udid import``."""
+
+    enabled: bool = False  # check every DI against the imported UDID
+    # the level this line packs: "unit" (minimum sales unit) or the UDID's package level name (盒, 箱 …);
+    # "" = any level
+    package_level: str = "unit"
+
+
 class SerialsSection(Section):
     """Serial uniqueness: a second code with the same DI and serial is a duplicate."""
 
@@ -312,6 +321,7 @@ class Config(Section):
     grading: GradingSection = GradingSection()
     plc: PlcSection = PlcSection()
     mqtt: MqttSection = MqttSection()
+    udid: UdidSection = UdidSection()
     serials: SerialsSection = SerialsSection()
     rejects: RejectLogSection = RejectLogSection()
 

@@ -31,9 +31,10 @@ from vision.symbol import Roi, Symbol
 from .config import Config, JobSection
 from .grading import grade_findings, line_grading
 from .reasons import PRECEDENCE, Finding, ordered
-from .rules import Content, check_content
+from .rules import Content, check_content, product_findings
 from .serials import SerialStore
 from .sources import Frame, Source
+from .udid import Product, ProductMaster
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class Verdict:
     timings_ms: dict[str, float]  # per stage, see STAGES
     t_decided: float  # time.monotonic()
     job_id: str | None = None  # the production order active when it was decided (None: stopped)
+    product: Product | None = None  # the product master's entry for the DI (udid.enabled)
 
     @property
     def item_id(self) -> int:
@@ -135,6 +137,7 @@ class Pipeline:
         # without a store (tests, benchmarks) serials are unique within this pipeline's run
         self.serials = serials or SerialStore(Path(":memory:"), line=config.line.name, job=config.job.id)
         self.job: JobSection | None = config.job  # replaced while running by set_job
+        self.products = ProductMaster(config.line.data_dir / "udigate.db") if config.udid.enabled else None
         self.today = today
         self.roi = Roi(*config.vision.roi) if config.vision.roi else None
         self.source_error: BaseException | None = None
@@ -240,7 +243,7 @@ class Pipeline:
         job = self.job  # one order for the whole decision, even if it changes meanwhile
         findings: list[Finding] = []
         symbol = inspection.symbols[0] if inspection.symbols else None
-        content = None
+        content = product = None
         serial_key = None
         if inspection.finding is not None:
             findings.append(inspection.finding)
@@ -256,6 +259,9 @@ class Pipeline:
             order = job or JobSection(required_ais=self.config.job.required_ais)
             content = check_content(symbol.text, symbol.symbology_identifier, order, self.today(), self.config.content)
             findings.extend(content.findings)
+            if self.products is not None:
+                product = self.products.lookup(content.di) if content.di else None
+                findings.extend(product_findings(content, product, self.config.udid.package_level, self.today()))
             if content.di and content.serial:
                 serial_key = (content.di, content.serial)
                 first = self.serials.seen(*serial_key)
@@ -293,4 +299,5 @@ class Pipeline:
             timings_ms={k: round(v * 1000, 3) for k, v in timings.items()},
             t_decided=decided,
             job_id=job.id if job is not None else None,
+            product=product,
         )

@@ -57,4 +57,14 @@ def item_record(verdict: Verdict, context: LineContext) -> dict:
             record["expiry"] = content.expiry.isoformat()
     if grade is not None:
         record["grade"] = grade.to_dict()
+    product = verdict.product
+    if product is not None:  # the two-code mapping: UDI-DI with the medical insurance code
+        record["product"] = {
+            "name": product.name,
+            "model": product.model,
+            "ybbm": product.ybbm,
+            "package_level": product.package_level,
+            "units_per_package": product.units_per_package,
+            "registration": product.registration,
+        }
     return record

@@ -16,6 +16,7 @@ from datetime import date
 from .codes import CodePolicy, ParsedCode, parse
 from .config import ContentSection, JobSection
 from .reasons import Finding
+from .udid import Product
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,8 @@ class Content:
     serial: str | None = None
     warnings: tuple[Finding, ...] = ()
     text: str = ""
+    lot: str | None = None
+    production: date | None = None
 
     @property
     def hri(self) -> str:
@@ -60,7 +63,17 @@ def check_content(
         findings.insert(0, Finding("issuer_not_allowed", message))
     findings += job_findings(code, job, today)
     return Content(
-        code.issuer, code.fields, tuple(findings), code.expiry, code.suspect, code.di, code.serial, code.warnings, data
+        code.issuer,
+        code.fields,
+        tuple(findings),
+        code.expiry,
+        code.suspect,
+        code.di,
+        code.serial,
+        code.warnings,
+        data,
+        code.lot,
+        code.production,
     )
 
 
@@ -95,4 +108,33 @@ def job_findings(code: ParsedCode, job: JobSection, today: date) -> list[Finding
     if code.serial is not None and job.serial_pattern and re.fullmatch(job.serial_pattern, code.serial) is None:
         message = f"serial {code.serial!r} does not match the order's pattern {job.serial_pattern!r}"
         findings.append(Finding("serial_pattern", message))
+    return findings
+
+
+def product_findings(content: Content, product: Product | None, package_level: str, today: date) -> list[Finding]:
+    """What the product master says: the DI is registered and on the market, the code carries
+    the production identifiers the registration declares (and no others), and it is the
+    package level this line packs."""
+    if content.di is None or content.di in content.suspect:
+        return []
+    if product is None:
+        return [Finding("udid_unknown_di", f"DI {content.di} is not in the imported UDID")]
+    findings = []
+    if product.is_withdrawn(today):
+        findings.append(Finding("udid_withdrawn", f"DI {content.di} withdrawn on {product.withdrawn.isoformat()}"))
+    declared = {
+        "lot": (product.pi_lot, content.lot),
+        "serial": (product.pi_serial, content.serial),
+        "production date": (product.pi_production_date, content.production),
+        "expiry": (product.pi_expiry, content.expiry),
+    }
+    missing = [name for name, (wanted, present) in declared.items() if wanted and present is None]
+    extra = [name for name, (wanted, present) in declared.items() if not wanted and present is not None]
+    if missing or extra:
+        parts = [f"missing {', '.join(missing)}"] if missing else []
+        parts += [f"not registered: {', '.join(extra)}"] if extra else []
+        findings.append(Finding("udid_pi_mismatch", f"the UDID registration of {content.di}: {'; '.join(parts)}"))
+    if package_level and product.package_level != package_level:
+        message = f"DI {content.di} is the {product.package_level} level; this line packs {package_level}"
+        findings.append(Finding("udid_wrong_level", message))
     return findings
