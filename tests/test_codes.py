@@ -217,3 +217,11 @@ def test_check_code_command(tmp_path):
         [sys.executable, "-m", "gateway.cli", "check-code", "--job", str(bad), GOOD], capture_output=True, text=True
     )
     assert refused.returncode == 2 and "job.gtin = '123': expected a GTIN-14" in refused.stderr
+
+
+def test_hibc_secondary_in_its_own_symbol():
+    body = "+$$3281130LOT77" + "5"  # data, then the primary symbol's check character as the link
+    code = parse(body + hibc_check(body), today=TODAY)
+    assert code.valid and code.di is None and code.fields["link"] == "5"
+    assert (code.lot, code.expiry) == ("LOT77", date(2028, 11, 30))
+    assert [f.code for f in parse(body + "Z").errors] == ["hibc_check_character"]

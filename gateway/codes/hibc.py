@@ -1,6 +1,7 @@
 """HIBC (Health Industry Bar Code, HIBCC): primary data ``+LIC product unit-of-measure`` and
-secondary data (lot, serial, dates) after ``/`` in one symbol, each part with its own mod-43
-check character over the whole text before it (including the leading ``+``)."""
+secondary data (lot, serial, dates), concatenated after ``/`` in one symbol or in a symbol of its
+own (``+$…`` ending in the primary's check character as the link), with a mod-43 check character
+over the whole text before it (including the leading ``+``)."""
 
 from __future__ import annotations
 
@@ -66,16 +67,22 @@ def parse_hibc(text: str, today: date) -> ParsedCode:
         return ParsedCode(text, "HIBC", {}, (Finding("hibc_syntax", "characters outside the HIBC set"),))
     if check != expected:
         errors.append(Finding("hibc_check_character", f"check character {check!r}, computed {expected!r}"))
-    primary, _, secondary = body.partition("/")
-    match = PRIMARY.match(primary)
-    if match is None:
+    if body.startswith("+$"):  # secondary data in its own symbol: + data, link character, check
+        primary, secondary = "", body[1:-1]
+        fields["link"] = body[-1:]  # the check character of the primary symbol it belongs to
+        match = None
+    else:
+        primary, _, secondary = body.partition("/")
+        match = PRIMARY.match(primary)
+    if match is None and primary:
         return ParsedCode(
             text,
             "HIBC",
             {},
             (*errors, Finding("hibc_syntax", f"{primary!r} is not + LIC (4) + product (1-18) + unit of measure")),
         )
-    fields.update(lic=match[1], product=match[2], unit_of_measure=match[3])
+    if match is not None:
+        fields.update(lic=match[1], product=match[2], unit_of_measure=match[3])
     lot = serial = expiry = production = None
     for part in secondary.split("/") if secondary else ():
         if part.startswith("$$"):
@@ -114,7 +121,7 @@ def parse_hibc(text: str, today: date) -> ParsedCode:
         issuer="HIBC",
         fields=fields,
         errors=tuple(errors),
-        di=f"+{match[1]}{match[2]}{match[3]}",
+        di=f"+{match[1]}{match[2]}{match[3]}" if match is not None else None,
         lot=lot,
         serial=serial,
         production=production,
