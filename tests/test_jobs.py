@@ -119,7 +119,10 @@ def test_a_stopped_line_rejects_every_item(tmp_path):
     from gateway.sources import open_source
     from vision.reader import open_reader
 
-    config = override(line_config(tmp_path), **{"source.simulator.rate_ppm": 0, "source.simulator.items": 5})
+    config = override(
+        line_config(tmp_path),
+        **{"source.simulator.rate_ppm": 0, "source.simulator.items": 5, "source.simulator.defects": {}},
+    )
     verdicts = []
     pipeline = Pipeline(config, open_reader("zxing"), verdicts.append, grading=None)
     pipeline.set_job(None)
