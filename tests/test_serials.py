@@ -195,7 +195,11 @@ def test_acknowledged_serials_survive_kill_9(tmp_path):
         acknowledged = [int(child.stdout.readline()) for _ in range(300)]
     finally:
         os.kill(child.pid, signal.SIGKILL)
-    out, err = child.communicate(timeout=10)
+    # through the same buffered reader: communicate() would read the raw pipe and skip lines
+    # readline() has already buffered
+    out = child.stdout.read()
+    err = child.stderr.read()
+    child.wait(timeout=10)
     assert child.returncode == -signal.SIGKILL, err
     acknowledged += [int(line) for line in out.split()]  # printed before the kill, still in the pipe
     assert acknowledged == list(range(1, len(acknowledged) + 1))
