@@ -261,6 +261,11 @@ class PlcSimulatorSection(Section):
 
 
 class PlcSection(Section):
+    # The PLC needs each result within this time of the trigger (camera-to-ejector distance / belt
+    # speed, less its scan time). A later result is a reject with result code TIMEOUT (reason
+    # deadline_missed), never a silent pass; applies to sources that run with the line (rate > 0,
+    # cameras), not to replay.
+    deadline_ms: float = Field(1000, ge=1, le=60000)
     modbus: ModbusSection = ModbusSection()
     simulator: PlcSimulatorSection = PlcSimulatorSection()
 

@@ -141,6 +141,7 @@ class Pipeline:
         self.today = today
         self.roi = Roi(*config.vision.roi) if config.vision.roi else None
         self.source_error: BaseException | None = None
+        self._realtime = False  # the running source's, set by run()
 
     def set_job(self, job: JobSection | None) -> None:
         """Switch the production order (None: stopped, every item is rejected as no_active_job).
@@ -159,6 +160,7 @@ class Pipeline:
     def run(self, source: Source, stop: threading.Event) -> int:
         """Run until the source ends or ``stop`` is set, then drain: every frame already
         triggered is inspected and decided. Returns the number of items decided."""
+        self._realtime = source.realtime
         frames: queue.Queue[tuple[Frame, float] | None] = queue.Queue(self.config.vision.queue_size)
         reorder = ReorderBuffer()
         workers = [
@@ -268,6 +270,10 @@ class Pipeline:
                 if first is not None:
                     message = f"DI {content.di} serial {content.serial!r} already verified: {first}"
                     findings.append(Finding("duplicate_serial", message))
+        late_ms = (time.monotonic() - frame.t_trigger) * 1000
+        if self._realtime and late_ms > self.config.plc.deadline_ms:
+            message = f"decided {late_ms:.0f} ms after the trigger; the deadline is {self.config.plc.deadline_ms:g} ms"
+            findings.append(Finding("deadline_missed", message))
         findings.sort(key=lambda f: PRECEDENCE[f.code])
         reasons = ordered(f.code for f in findings)
         if not reasons and serial_key is not None:

@@ -28,6 +28,7 @@ _TABLE = (
     Reason("vision_error", ResultCode.STATION_ERROR, "the reader failed on this frame (see the log)"),
     Reason("serial_registry_error", ResultCode.STATION_ERROR, "the serial could not be recorded (see the log)"),
     Reason("not_inspected", ResultCode.NOT_INSPECTED, "the station was busy and could not inspect the item"),
+    Reason("deadline_missed", ResultCode.TIMEOUT, "decided too late for the ejector: rejected to be safe"),
     Reason("no_read", ResultCode.NO_READ, "no readable Data Matrix on the pack"),
     Reason("decoder_disagreement", ResultCode.NO_READ, "two independent decoders read the code differently"),
     Reason("grade_below_min", ResultCode.GRADE_FAIL, "print quality grade below the line's minimum"),

@@ -29,6 +29,7 @@ class ResultCode(IntEnum):
     SYNTAX_ERROR = 6
     NOT_INSPECTED = 7
     STATION_ERROR = 8
+    TIMEOUT = 9  # decided after the item's deadline: reject it
 
 
 class Status(IntFlag):

@@ -166,3 +166,28 @@ def test_an_output_failure_stops_the_line_and_reaches_the_caller(tmp_path):
     with pytest.raises(OSError, match="disk full"):
         pipeline.run(open_source(config), stop)
     assert stop.is_set()
+
+
+def test_a_result_later_than_the_deadline_is_a_timeout_reject(tmp_path):
+    """On a line that does not wait, an item decided after its deadline is rejected with its own
+    reason (PLC result code TIMEOUT), never passed late or dropped."""
+    from gateway.reasons import result_code
+    from plc.registers import ResultCode
+
+    config = override(
+        Config(),
+        **{
+            "line.data_dir": str(tmp_path),
+            "source.simulator.rate_ppm": 3000,
+            "source.simulator.items": 10,
+            "source.simulator.defects": {},
+            "plc.deadline_ms": 1,
+        },
+    )
+    _, verdicts = run_pipeline(config)
+    assert len(verdicts) == 10
+    for verdict in verdicts:
+        assert "deadline_missed" in verdict.reasons and result_code(verdict.reasons) == ResultCode.TIMEOUT
+        assert any(f.message.endswith("ms after the trigger; the deadline is 1 ms") for f in verdict.findings)
+    relaxed = override(config, **{"plc.deadline_ms": 60000})
+    assert all(v.passed for v in run_pipeline(relaxed)[1])
