@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import date
 
-from plc.registers import RegisterImage, Status
+from plc.registers import Control, RegisterImage, Status
 from plc.server import StationServer
 from plc.simulator import PlcCounts, PlcSimulator
 
@@ -117,6 +118,9 @@ class Gateway:
             self._teardown.callback(lambda: self.io.run(server.stop()))
             heartbeat = self.io.spawn(self._beat())
             self._teardown.callback(heartbeat.cancel)
+            if config.plc.plc_heartbeat_timeout_s > 0:
+                watch = self.io.spawn(self._watch_plc())
+                self._teardown.callback(watch.cancel)
             modbus_endpoint = (config.plc.modbus.host, config.plc.modbus.port)
             if config.plc.simulator.enabled:
                 host = "127.0.0.1" if config.plc.modbus.host in ("0.0.0.0", "") else config.plc.modbus.host
@@ -135,6 +139,7 @@ class Gateway:
             )
             self.mqtt.start()
             self.mqtt.publish_job(self.jobs.describe())  # retained: what the line is packing
+            self.mqtt.publish_alarms({"plc_heartbeat_lost": False, "detail": "station started"})
             self._teardown.callback(self.mqtt.close)
             counters = self.io.spawn(self._publish_counters())
             self._teardown.callback(counters.cancel)
@@ -195,6 +200,30 @@ class Gateway:
         while True:
             await asyncio.sleep(1.0)
             self.jobs.poll_file()
+
+    async def _watch_plc(self) -> None:
+        """The PLC's side of the heartbeat and its reject-all request, mirrored in the status bits;
+        a heartbeat that stops raises the PLC alarm until it comes back."""
+        timeout = self.config.plc.plc_heartbeat_timeout_s
+        last_bit, last_change, alarm = None, None, False
+        while True:
+            await asyncio.sleep(0.2)
+            control, _ = self.registers.control()
+            self.registers.set_status(Status.REJECT_ALL, bool(control & Control.REJECT_ALL))
+            now = time.monotonic()
+            bit = bool(control & Control.HEARTBEAT)
+            if bit != last_bit:
+                if last_bit is not None:
+                    last_change = now
+                last_bit = bit
+            lost = last_change is not None and now - last_change > timeout
+            if lost != alarm:
+                alarm = lost
+                self.registers.set_status(Status.PLC_ALARM, lost)
+                detail = f"no PLC heartbeat for {timeout:g} s" if lost else "PLC heartbeat back"
+                (log.error if lost else log.warning)("PLC alarm: %s", detail)
+                if self.mqtt is not None:
+                    self.mqtt.publish_alarms({"plc_heartbeat_lost": lost, "detail": detail})
 
     async def _beat(self) -> None:
         while True:

@@ -266,6 +266,9 @@ class PlcSection(Section):
     # deadline_missed), never a silent pass; applies to sources that run with the line (rate > 0,
     # cameras), not to replay.
     deadline_ms: float = Field(1000, ge=1, le=60000)
+    # A PLC that toggles plc_control bit 0 is watched: no toggle for this long raises the PLC alarm
+    # (status bit, MQTT …/alarms, log); 0 = not watched.
+    plc_heartbeat_timeout_s: float = Field(3.0, ge=0, le=600)
     modbus: ModbusSection = ModbusSection()
     simulator: PlcSimulatorSection = PlcSimulatorSection()
 

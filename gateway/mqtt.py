@@ -7,6 +7,7 @@ Topics under ``topic_root`` (default ``udigate/<site>/<line>``):
 * ``…/status``    ``{"state": "online"|"offline", …}`` retained; the broker publishes
   ``offline`` as the MQTT will if the gateway vanishes
 * ``…/counters``  totals and throughput every ``counters_interval_s``, retained
+* ``…/alarms``    ``{"plc_heartbeat_lost": bool, "timestamp", "detail"}`` retained
 * ``…/job``       the active production order (``null`` when stopped), retained
 * ``…/job/set``   subscribed: job commands from the MES (see gateway/jobs.py), answered on
   ``…/job/ack``
@@ -76,6 +77,10 @@ class MqttPublisher:
 
     def publish_counters(self, counters: dict) -> None:
         self._publish(f"{self.root}/counters", json.dumps(counters, separators=(",", ":")), 1, retain=True)
+
+    def publish_alarms(self, alarms: dict) -> None:
+        now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        self._publish(f"{self.root}/alarms", json.dumps({**alarms, "timestamp": now}), 1, retain=True)
 
     def publish_job(self, job: dict | None) -> None:
         self._publish(f"{self.root}/job", json.dumps(job, separators=(",", ":")), 1, retain=True)

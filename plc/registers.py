@@ -13,6 +13,7 @@ as long as the PLC polls at least once per ``HISTORY_LENGTH`` items.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
@@ -38,6 +39,15 @@ class Status(IntFlag):
     READY = 1 << 0  # the station is inspecting
     RESULT_TOGGLE = 1 << 1  # flips with every new result
     HEARTBEAT = 1 << 2  # flips once a second while the station runs
+    PLC_ALARM = 1 << 3  # the PLC's heartbeat stopped (it is not polling or not running)
+    REJECT_ALL = 1 << 4  # the PLC asked for every item to be rejected (control bit 3)
+
+
+class Control(IntFlag):
+    """Bits of register ``plc_control``, written by the PLC."""
+
+    HEARTBEAT = 1 << 0  # toggled by the PLC at least once a second
+    REJECT_ALL = 1 << 1  # reject every item while set (fail-safe test, line start-up)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +69,8 @@ REGISTERS: tuple[Register, ...] = (
         0,
         1,
         "bits",
-        "bit 0 ready, bit 1 result toggle (flips with every result), bit 2 heartbeat (flips at 1 Hz)",
+        "bit 0 ready, bit 1 result toggle (flips with every result), bit 2 heartbeat (flips at 1 Hz), "
+        "bit 3 PLC alarm (the PLC's heartbeat stopped), bit 4 reject-all active",
     ),
     Register("heartbeat", 1, 1, "uint16", "increments once a second while the station runs (wraps)"),
     Register("result_seq", 2, 1, "uint16", "sequence number of the latest result, 1, 2, … 65535, 1 (0 = none yet)"),
@@ -79,8 +90,18 @@ REGISTERS: tuple[Register, ...] = (
     ),
 )
 
-REGISTER_COUNT = HISTORY_BASE + HISTORY_LENGTH * HISTORY_ENTRY_WORDS
-ADDRESS = {r.name: r.address for r in REGISTERS}
+CONTROL_BASE = HISTORY_BASE + HISTORY_LENGTH * HISTORY_ENTRY_WORDS  # 96: written by the PLC
+CONTROL: tuple[Register, ...] = (
+    Register(
+        "plc_control",
+        CONTROL_BASE,
+        1,
+        "bits",
+        "written by the PLC: bit 0 PLC heartbeat (toggle at least once a second), bit 1 reject all items",
+    ),
+)
+REGISTER_COUNT = CONTROL_BASE + sum(r.words for r in CONTROL)
+ADDRESS = {r.name: r.address for r in (*REGISTERS, *CONTROL)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +150,25 @@ class RegisterImage:
         self._lock = threading.Lock()
         self._seq = 0
         self._counts = [0, 0, 0]  # items, passed, rejected
+        self._control_changed: float | None = None
 
     def snapshot(self) -> list[int]:
         with self._lock:
             return list(self._words)
+
+    def write_control(self, address: int, values: list[int]) -> bool:
+        """A PLC write; False (refused) unless it stays inside the control block."""
+        if address < CONTROL_BASE or address + len(values) > REGISTER_COUNT:
+            return False
+        with self._lock:
+            self._words[address : address + len(values)] = [v & 0xFFFF for v in values]
+            self._control_changed = time.monotonic()
+        return True
+
+    def control(self) -> tuple[Control, float | None]:
+        """The PLC's control bits and when the PLC last wrote them (monotonic; None = never)."""
+        with self._lock:
+            return Control(self._words[CONTROL_BASE] & 0x3), self._control_changed
 
     def set_status(self, flag: Status, on: bool) -> None:
         with self._lock:
@@ -148,8 +184,10 @@ class RegisterImage:
             self._words[1] = (self._words[1] + 1) & 0xFFFF
 
     def publish(self, item_id: int, code: ResultCode, reject: bool, grade_x10: int) -> Result:
-        """Present a new result and return it with its sequence number."""
+        """Present a new result and return it with its sequence number. While the PLC sets
+        reject-all, every result is a reject."""
         with self._lock:
+            reject = reject or bool(self._words[CONTROL_BASE] & Control.REJECT_ALL)
             self._seq = self._seq % 65535 + 1
             self._counts[0] += 1
             self._counts[2 if reject else 1] += 1
@@ -174,15 +212,17 @@ def register_map_markdown() -> str:
         "",
         "The station is a Modbus TCP server (default port 502; the demo uses 5020) and answers any",
         "unit id. All registers are holding registers, read with function code 3 (function code 4",
-        "returns the same data as input registers) and read-only: a write is refused with exception 2.",
+        f"returns the same data as input registers). Addresses 0–{CONTROL_BASE - 1} are the station's and",
+        "read-only (a write is refused with exception 2); the control block from address",
+        f"{CONTROL_BASE} is written by the PLC (function code 6 or 16).",
         "32-bit values occupy two registers, high word first; each register is big-endian on the wire.",
-        "Read the whole map (addresses 0–95) in one request: it is served as one consistent snapshot.",
+        f"Read the whole map (addresses 0–{REGISTER_COUNT - 1}) in one request: one consistent snapshot.",
         "Addresses 14–15 are reserved and read as 0.",
         "",
         "| address (0-based) | reference (1-based) | words | type | name | meaning |",
         "|---|---|---|---|---|---|",
     ]
-    for r in REGISTERS:
+    for r in (*REGISTERS, *CONTROL):
         last = r.address + r.words - 1
         span = str(r.address) if r.words == 1 else f"{r.address}–{last}"
         ref = f"4{r.address + 1:04d}" if r.words == 1 else f"4{r.address + 1:04d}–4{last + 1:04d}"
@@ -202,6 +242,14 @@ def register_map_markdown() -> str:
         '`heartbeat` increments once a second while the station runs; a PLC should raise "vision',
         'down" when it stops changing for a few seconds. `status` bit 0 (ready) is set while the',
         "station is inspecting.",
+        "",
+        "## Heartbeat from the PLC",
+        "",
+        "A PLC that toggles `plc_control` bit 0 at least once a second is watched: when it stops",
+        "(`[plc] plc_heartbeat_timeout_s`, default 3 s, after the first toggle), the station sets `status`",
+        "bit 3 (PLC alarm), publishes `plc_alarm` on MQTT status and logs it, until the heartbeat returns.",
+        "While `plc_control` bit 1 is set, every result is a reject (its result code is unchanged) and",
+        "`status` bit 4 shows it.",
         "",
     ]
     return "\n".join(lines)

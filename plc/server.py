@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 
 
 class StationServer:
-    """Serves a :class:`RegisterImage` over Modbus TCP (read-only for now) on the running loop."""
+    """Serves a :class:`RegisterImage` over Modbus TCP on the running loop; the PLC may write the
+    control block only."""
 
     def __init__(self, image: RegisterImage, host: str, port: int) -> None:
         self.image = image
@@ -45,8 +46,10 @@ class StationServer:
             self._server = None
 
     async def _on_request(self, function_code, start_address, address, count, registers, values):
-        if values is not None:
-            return ExcCodes.ILLEGAL_ADDRESS  # the station's registers are written by the station only
+        if values is not None:  # a write: only the PLC's control block takes one
+            if not self.image.write_control(address, list(values)):
+                return ExcCodes.ILLEGAL_ADDRESS
+            return None
         # Serve one consistent snapshot: a result is never seen half-written.
         registers[:] = self.image.snapshot()
         return None

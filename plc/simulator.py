@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from .registers import ADDRESS, HISTORY_LENGTH, REGISTER_COUNT, Result, decode_history
+from .registers import ADDRESS, HISTORY_LENGTH, REGISTER_COUNT, Control, Result, decode_history
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,13 @@ class PlcSimulator:
         poll_ms: float = 20,
         heartbeat_timeout_s: float = 3.0,
         record: bool = False,
+        send_heartbeat: bool = True,
     ) -> None:
         self.host, self.port = host, port
         self.poll_s = poll_ms / 1000
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.record = record
+        self.send_heartbeat = send_heartbeat
         self.counts = PlcCounts()
         self._last_seq = 0
         self._task: asyncio.Task | None = None
@@ -74,6 +76,7 @@ class PlcSimulator:
     async def _run(self) -> None:
         client = AsyncModbusTcpClient(self.host, port=self.port, timeout=1, retries=0)
         heartbeat, heartbeat_seen = None, time.monotonic()
+        own_beat, own_beat_at = 0, 0.0
         try:
             while True:
                 if not client.connected:
@@ -89,6 +92,9 @@ class PlcSimulator:
                     client.close()
                     continue
                 now = time.monotonic()
+                if self.send_heartbeat and now - own_beat_at >= 0.5:  # the PLC's side of the heartbeat
+                    own_beat, own_beat_at = own_beat ^ Control.HEARTBEAT, now
+                    await client.write_register(ADDRESS["plc_control"], int(own_beat))
                 if registers[ADDRESS["heartbeat"]] != heartbeat:
                     heartbeat, heartbeat_seen = registers[ADDRESS["heartbeat"]], now
                 elif now - heartbeat_seen > self.heartbeat_timeout_s:

@@ -147,3 +147,25 @@ def test_register_map_document_is_current():
     from .conftest import REPO
 
     assert (REPO / "docs" / "plc-register-map.md").read_text() == register_map_markdown()
+
+
+def test_the_plc_writes_only_its_control_block_and_can_ask_for_reject_all():
+    from plc.registers import CONTROL_BASE, Control
+
+    image = RegisterImage()
+
+    async def client(port):
+        async with AsyncModbusTcpClient("127.0.0.1", port=port) as c:
+            refused = await c.write_register(ADDRESS["result_code"], 1, device_id=1)
+            accepted = await c.write_register(ADDRESS["plc_control"], int(Control.REJECT_ALL), device_id=1)
+            beyond = await c.write_registers(CONTROL_BASE, [0, 0], device_id=1)
+            return refused, accepted, beyond
+
+    refused, accepted, beyond = serve(image, client)
+    assert refused.isError() and refused.exception_code == 2
+    assert not accepted.isError()
+    assert beyond.isError() and beyond.exception_code == 2  # past the end of the map
+    control, written_at = image.control()
+    assert control == Control.REJECT_ALL and written_at is not None
+    result = image.publish(5, ResultCode.PASS, False, 40)
+    assert result.reject and image.snapshot()[ADDRESS["reject"]] == 1  # rejected while asked to
