@@ -3,29 +3,11 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from datetime import date
-from pathlib import Path
-
-from pydantic import ValidationError
 
 from .codes import split_input
-from .config import ConfigError, ContentSection, JobSection, _describe
+from .config import ContentSection, JobSection
 from .rules import check_content
-
-
-def load_job(path: Path) -> JobSection:
-    """A production order from a TOML file: its ``[job]`` table (a line configuration) or, without
-    one, the file's top level."""
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(str(path), [f"cannot read the job: {exc}"]) from None
-    table = raw.get("job", raw)
-    try:
-        return JobSection.model_validate(table)
-    except ValidationError as exc:
-        raise ConfigError(str(path), [f"job.{_describe(e)}" for e in exc.errors()]) from None
 
 
 def check_codes(texts: list[str], job: JobSection | None, content: ContentSection, as_json: bool) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -119,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "job":
             return _job_command(args)
         if args.command == "check-code":
-            from .check_code import check_codes, load_job
+            from .check_code import check_codes
+            from .jobs import load_job
 
             line = load_config(args.config) if args.config else None
             job = load_job(args.job) if args.job else (line.job if line else None)
@@ -183,16 +185,14 @@ def _udid_import(args: argparse.Namespace) -> int:
 
 def _job_command(args: argparse.Namespace) -> int:
     """Writes ``<data_dir>/job.json``; a running line picks it up within a second."""
-    import json
-
-    from .check_code import load_job
-    from .jobs import JOB_FILE, JobError, read_job_file, write_job_file
+    from .jobs import JOB_FILE, JobError, load_job, read_job_file, write_job_file
 
     config = load_config(args.config)
     path = config.line.data_dir / JOB_FILE
+    order = load_job(args.file) if args.action == "start" else None  # a bad job file: exit 2, like a config
     try:
         if args.action == "start":
-            write_job_file(path, load_job(args.file), by="cli")
+            write_job_file(path, order, by="cli")
         elif args.action == "stop":
             write_job_file(path, None, by="cli")
         exists, active = read_job_file(path)

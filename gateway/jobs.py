@@ -22,30 +22,41 @@ import json
 import logging
 import os
 import threading
+import tomllib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from .config import JobSection, _describe
+from .config import ConfigError, JobSection, _describe
 
 log = logging.getLogger(__name__)
 
 JOB_FILE = "job.json"
 
 
-class JobError(ValueError):
-    """A job command or file that cannot be used, with the reason."""
+class JobError(ConfigError):
+    """A job file or command that cannot be used: where it came from, and one line per problem."""
 
 
-def job_from_dict(raw: object) -> JobSection:
+def job_from_dict(raw: object, source: str) -> JobSection:
     if not isinstance(raw, dict):
-        raise JobError("job: expected a table of job fields (id, gtin, lot, …)")
+        raise JobError(source, ["job: expected a table of job fields (id, gtin, lot, …)"])
     try:
         return JobSection.model_validate(raw)
     except ValidationError as exc:
-        raise JobError("; ".join(f"job.{_describe(e)}" for e in exc.errors())) from None
+        raise JobError(source, [f"job.{_describe(e)}" for e in exc.errors()]) from None
+
+
+def load_job(path: Path) -> JobSection:
+    """A production order from a TOML file: its ``[job]`` table (a line configuration) or, without
+    one, the file's top level."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise JobError(str(path), [f"cannot read the job: {exc}"]) from None
+    return job_from_dict(raw.get("job", raw), str(path))
 
 
 def read_job_file(path: Path) -> tuple[bool, JobSection | None]:
@@ -55,9 +66,9 @@ def read_job_file(path: Path) -> tuple[bool, JobSection | None]:
     except FileNotFoundError:
         return False, None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise JobError(f"{path}: cannot read the job: {exc}") from None
+        raise JobError(str(path), [f"cannot read the job: {exc}"]) from None
     active = raw.get("active") if isinstance(raw, dict) else None
-    return True, (job_from_dict(active) if active is not None else None)
+    return True, (job_from_dict(active, str(path)) if active is not None else None)
 
 
 def write_job_file(path: Path, job: JobSection | None, by: str) -> None:
@@ -121,15 +132,15 @@ class JobControl:
         try:
             message = json.loads(payload)
             if not isinstance(message, dict):
-                raise JobError("expected a JSON object with command start or stop")
+                raise JobError("job command", ["expected a JSON object with command start or stop"])
             request_id = message.get("request_id")
             command = message.get("command")
             if command == "start":
-                self.start(job_from_dict(message.get("job")), by="mqtt")
+                self.start(job_from_dict(message.get("job"), "job command"), by="mqtt")
             elif command == "stop":
                 self.stop(by="mqtt")
             else:
-                raise JobError(f"command = {command!r}: expected 'start' or 'stop'")
+                raise JobError("job command", [f"command = {command!r}: expected 'start' or 'stop'"])
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return {"request_id": None, "ok": False, "error": f"not JSON: {exc}", "job": self.describe()}
         except (JobError, OSError) as exc:

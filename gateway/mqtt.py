@@ -79,8 +79,7 @@ class MqttPublisher:
         self._publish(f"{self.root}/counters", json.dumps(counters, separators=(",", ":")), 1, retain=True)
 
     def publish_alarms(self, alarms: dict) -> None:
-        now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        self._publish(f"{self.root}/alarms", json.dumps({**alarms, "timestamp": now}), 1, retain=True)
+        self._publish(f"{self.root}/alarms", json.dumps({**alarms, "timestamp": _now()}), 1, retain=True)
 
     def publish_job(self, job: dict | None) -> None:
         self._publish(f"{self.root}/job", json.dumps(job, separators=(",", ":")), 1, retain=True)
@@ -123,8 +122,7 @@ class MqttPublisher:
         self._acked.notify_all()
 
     def _status(self, state: str) -> str:
-        now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        return json.dumps({"state": state, "timestamp": now})
+        return json.dumps({"state": state, "timestamp": _now()})
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -153,3 +151,8 @@ class MqttPublisher:
                 self._ack_one()
             else:
                 self._early_acks.add(mid)
+
+
+def _now() -> str:
+    """UTC to the second, ``2026-11-23T08:00:00Z``."""
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -259,17 +259,17 @@ class Pipeline:
             if job is None:
                 findings.append(Finding("no_active_job", "no production order is active (stopped)"))
             order = job or JobSection(required_ais=self.config.job.required_ais)
-            content = check_content(symbol.text, symbol.symbology_identifier, order, self.today(), self.config.content)
+            today = self.today()
+            content = check_content(symbol.text, symbol.symbology_identifier, order, today, self.config.content)
             findings.extend(content.findings)
             if self.products is not None:
                 product = self.products.lookup(content.di) if content.di else None
-                findings.extend(product_findings(content, product, self.config.udid.package_level, self.today()))
+                findings.extend(product_findings(content, product, self.config.udid.package_level, today))
             if content.di and content.serial:
                 serial_key = (content.di, content.serial)
                 first = self.serials.seen(*serial_key)
                 if first is not None:
-                    message = f"DI {content.di} serial {content.serial!r} already verified: {first}"
-                    findings.append(Finding("duplicate_serial", message))
+                    findings.append(_duplicate(serial_key, first))
         late_ms = (time.monotonic() - frame.t_trigger) * 1000
         if self._realtime and late_ms > self.config.plc.deadline_ms:
             message = f"decided {late_ms:.0f} ms after the trigger; the deadline is {self.config.plc.deadline_ms:g} ms"
@@ -284,7 +284,7 @@ class Pipeline:
                 log.error("serial registry: cannot record item %d: %s", frame.item_id, exc)
                 first, findings = None, [Finding("serial_registry_error", f"{type(exc).__name__}: {exc}")]
             if first is not None:  # another writer recorded it in the meantime
-                findings = [Finding("duplicate_serial", f"DI {serial_key[0]} serial {serial_key[1]!r}: {first}")]
+                findings = [_duplicate(serial_key, first)]
             reasons = ordered(f.code for f in findings)
         decided = time.monotonic()
         timings = {
@@ -307,3 +307,8 @@ class Pipeline:
             job_id=job.id if job is not None else None,
             product=product,
         )
+
+
+def _duplicate(serial_key: tuple[str, str], first) -> Finding:
+    di, serial = serial_key
+    return Finding("duplicate_serial", f"DI {di} serial {serial!r} already verified: {first}")

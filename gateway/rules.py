@@ -57,8 +57,7 @@ def check_content(
     content = content or ContentSection()
     code = parse(data, symbology_identifier, code_policy(content, job), today)
     findings = list(code.errors)
-    issuer = "GS1" if code.issuer.startswith("GS1") else code.issuer
-    if code.issuer != "unknown" and issuer not in content.issuers:
+    if code.issuer != "unknown" and code.agency not in content.issuers:
         message = f"{code.issuer} code; this line prints {', '.join(content.issuers)}"
         findings.insert(0, Finding("issuer_not_allowed", message))
     findings += job_findings(code, job, today)
@@ -81,7 +80,7 @@ def job_findings(code: ParsedCode, job: JobSection, today: date) -> list[Finding
     """What the production order says about a parsed code (untrustworthy fields are left out by
     the parser: their own finding says what is wrong)."""
     findings = []
-    expected_di = job.gtin if code.issuer.startswith("GS1") else job.di
+    expected_di = job.gtin if code.agency == "GS1" else job.di
     if code.di is not None and expected_di and code.di != expected_di:
         findings.append(Finding("wrong_di", f"DI {code.di}, the order is for {expected_di}"))
     if code.lot is not None and job.lot and code.lot != job.lot:

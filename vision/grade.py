@@ -233,16 +233,17 @@ class _Grader:
         grey = _aperture_means(gray, points.reshape(-1, 2), radius).reshape(rows + 2, cols + 2)
         calibration = settings.calibration
         self.reflectance = calibration.reflectance(grey) if calibration else grey * (100.0 / 255.0)
-        dark_logic = np.zeros((rows + 2, cols + 2), bool)
-        dark_logic[1:-1, 1:-1] = grid.modules
-        self.expect_dark = dark_logic != grid.inverted  # physically dark
-        self.expect_dark[0, :] = self.expect_dark[-1, :] = False  # quiet zone: light
-        self.expect_dark[:, 0] = self.expect_dark[:, -1] = False
+        self.expect_dark = np.zeros((rows + 2, cols + 2), bool)  # physically dark; the quiet zone is light
+        self.expect_dark[1:-1, 1:-1] = grid.modules != grid.inverted
         symbol_layout = layout(self.size)
         self.bit_rows, self.bit_cols = symbol_layout.bit_rows, symbol_layout.bit_cols
-        self.pattern = symbol_layout.pattern
+        self.data = symbol_layout.pattern < 0  # modules of codewords, not of a fixed pattern
 
     # -- shared measurements ------------------------------------------------------------------
+
+    def lowest_in_data(self, values: np.ndarray) -> float:
+        """The lowest of a per-module measure (quiet zone ring included) over the data modules."""
+        return float(values[1:-1, 1:-1][self.data].min())
 
     def contrast(self, percentile_mean: bool) -> tuple[float, float]:
         """Rmax, Rmin over the modules of the symbol and its quiet zone, through the aperture
@@ -368,19 +369,16 @@ class _Grader:
             "Decode": ParameterGrade(1.0, 4.0),
             "SC": ParameterGrade(round(sc, 1), float(grade(sc, HIGHER_IS_BETTER["SC"]))),
         }
-        data = ~_pattern_mask(self.pattern)
         if edition_2024:  # modulation and reflectance margin merged
             rm = self.overlay(rm_grades)
-            low = float(margin[1:-1, 1:-1][data].min())
+            low = self.lowest_in_data(margin)
             parameters["MOD"] = ParameterGrade(round(low, 2), float(rm))
             parameters["RM"] = ParameterGrade(round(low, 2), float(rm))
         else:
             parameters["MOD"] = ParameterGrade(
-                round(float(modulation[1:-1, 1:-1][data].min()), 2), float(self.overlay(mod_grades))
+                round(self.lowest_in_data(modulation), 2), float(self.overlay(mod_grades))
             )
-            parameters["RM"] = ParameterGrade(
-                round(float(margin[1:-1, 1:-1][data].min()), 2), float(self.overlay(rm_grades))
-            )
+            parameters["RM"] = ParameterGrade(round(self.lowest_in_data(margin), 2), float(self.overlay(rm_grades)))
         worst_segment = min(segments, key=segments.get)
         parameters["FPD"] = ParameterGrade(float(segments[worst_segment]), float(fpd))
         parameters["AN"] = ParameterGrade(round(an, 3), float(grade(an, LOWER_IS_BETTER["AN"], False)))
@@ -388,7 +386,7 @@ class _Grader:
         parameters["UEC"] = ParameterGrade(round(uec, 3), float(grade(uec, HIGHER_IS_BETTER["UEC"])))
         pg = max(pg_x, pg_y, key=abs)
         informative = {
-            "contrast_uniformity": round(float(modulation[1:-1, 1:-1][data].min()), 3),
+            "contrast_uniformity": round(self.lowest_in_data(modulation), 3),
             "print_growth_x": round(pg_x, 3),
             "print_growth_y": round(pg_y, 3),
             "threshold": round(threshold, 1),
@@ -410,11 +408,10 @@ class _Grader:
         fpd, segments = self.fixed_pattern(cm_grades, distributed=True)
         an, gn = self.axial_and_grid()
         uec = self.unused_error_correction()
-        data = ~_pattern_mask(self.pattern)
         parameters = {
             "Decode": ParameterGrade(1.0, 4.0),
             "CC": ParameterGrade(round(cc, 1), float(band(cc, HIGHER_IS_BETTER["CC"]))),
-            "CM": ParameterGrade(round(float(modulation[1:-1, 1:-1][data].min()), 2), float(self.overlay(cm_grades))),
+            "CM": ParameterGrade(round(self.lowest_in_data(modulation), 2), float(self.overlay(cm_grades))),
             "MR": ParameterGrade(round(mean_light, 1), 4.0 if mean_light >= 5.0 else 0.0),
             "FPD": ParameterGrade(float(min(segments.values())), float(fpd)),
             "AN": ParameterGrade(round(an, 3), float(band(an, LOWER_IS_BETTER["AN"], False))),
@@ -482,11 +479,6 @@ def _fpd_level(shares: np.ndarray, edges: tuple[float, float, float, float]) -> 
         if band(float(shares[level - 1]), edges, higher_is_better=False) >= level:
             return level
     return 0
-
-
-def _pattern_mask(pattern: np.ndarray) -> np.ndarray:
-    """True where a module belongs to a fixed pattern (finder, clock, filler), not to a codeword."""
-    return pattern >= 0
 
 
 @cache

@@ -651,18 +651,12 @@ def edge_offsets(image, centres, dark, threshold):
     rows, cols = dark.shape
     offsets = np.zeros((rows, cols, 2), np.float64)
     counts = np.zeros((rows, cols, 2), np.float64)
-    for r in range(rows):
-        for c in range(cols):
-            for dr, dc in ((0, 1), (1, 0), (0, -1), (-1, 0)):
-                nr, nc = r + dr, c + dc
-                if nr < 0 or nc < 0 or nr >= rows or nc >= cols or dark[nr, nc] == dark[r, c]:
-                    continue
-                crossing = _crossing(image, centres[r, c], centres[nr, nc], threshold)
-                if crossing < 0:
-                    continue
-                axis = 0 if dr == 0 else 1
-                offsets[r, c, axis] += (crossing - 0.5) * (dr + dc)
-                counts[r, c, axis] += 1.0
+    edges = _grid_edges(image, centres, dark, threshold)
+    for e in range(len(edges)):
+        axis = int(edges[e, 2])
+        for m in (int(edges[e, 0]), int(edges[e, 1])):  # both modules move towards the edge's midpoint
+            offsets[m // cols, m % cols, axis] += edges[e, 3]
+            counts[m // cols, m % cols, axis] += 1.0
     for r in range(rows):
         for c in range(cols):
             for axis in range(2):
@@ -691,17 +685,16 @@ def refine_centres(image, centres, dark, threshold):
     rows, cols = dark.shape
     offsets, counts = edge_offsets(image, centres, dark, threshold)
     refined = centres.copy()
+    moves = np.zeros(2)
     for r in range(rows):
         for c in range(cols):
-            moves = np.zeros(2)
             for axis in range(2):
                 total = weight = 0.0
                 for nr in range(max(0, r - 1), min(rows, r + 2)):
                     for nc in range(max(0, c - 1), min(cols, c + 2)):
                         total += offsets[nr, nc, axis] * counts[nr, nc, axis]
                         weight += counts[nr, nc, axis]
-                if weight > 0:
-                    moves[axis] = total / weight
+                moves[axis] = total / weight if weight > 0 else 0.0
             _move(centres, refined, r, c, moves[0], moves[1])
     return refined
 
@@ -731,71 +724,83 @@ def fit_centres(
 @njit(cache=True, nogil=True)
 def _fit_field(image, centres, dark, threshold, index, share, smoothness, passes):
     rows, cols = dark.shape
-    n = rows * cols
-    nodes = smoothness.shape[0]
     centres = centres.copy()
     for _ in range(passes):
-        # every edge between modules of different colour, once: (module p, module q, axis, offset)
-        edges = np.empty((2 * n, 4))
-        count = 0
-        for r in range(rows):
-            for c in range(cols):
-                for axis in range(2):
-                    nr, nc = r + axis, c + 1 - axis
-                    if nr >= rows or nc >= cols or dark[nr, nc] == dark[r, c]:
-                        continue
-                    crossing = _crossing(image, centres[r, c], centres[nr, nc], threshold)
-                    if crossing >= 0:
-                        edges[count, 0] = r * cols + c
-                        edges[count, 1] = nr * cols + nc
-                        edges[count, 2] = axis
-                        edges[count, 3] = crossing - 0.5
-                        count += 1
-        edges = edges[:count]
+        edges = _grid_edges(image, centres, dark, threshold)
         # each edge sits midway when the field moves p and q by its offset on average: its
         # row of the design matrix is half of p's four control-point shares and half of q's
-        touched = np.empty((count, 8), np.int64)
-        shares = np.empty((count, 8))
-        for e in range(count):
+        touched = np.empty((len(edges), 8), np.int64)
+        shares = np.empty((len(edges), 8))
+        for e in range(len(edges)):
             p, q = int(edges[e, 0]), int(edges[e, 1])
             for a in range(4):
                 touched[e, a], shares[e, a] = index[p, a], 0.5 * share[p, a]
                 touched[e, 4 + a], shares[e, 4 + a] = index[q, a], 0.5 * share[q, a]
-        field = np.zeros((n, 2))
-        for axis in range(2):  # a scalar field per grid axis, from the edges on that axis
-            weight = np.zeros(count)
-            for e in range(count):
-                weight[e] = 1.0 if edges[e, 2] == axis else 0.0
-            fitted = np.zeros(n)
-            for _robust in range(2):
-                normal = smoothness.copy()
-                rhs = np.zeros(nodes)
-                for e in range(count):
-                    if weight[e] == 0.0:
-                        continue
-                    for a in range(8):
-                        va = shares[e, a] * weight[e]
-                        rhs[touched[e, a]] += va * edges[e, 3]
-                        for b in range(8):
-                            normal[touched[e, a], touched[e, b]] += va * shares[e, b]
-                fitted = _apply_field(index, share, _solve_spd(normal, rhs))
-                for e in range(count):
-                    if edges[e, 2] == axis:
-                        p, q = int(edges[e, 0]), int(edges[e, 1])
-                        residual = edges[e, 3] - 0.5 * (fitted[p] + fitted[q])
-                        weight[e] = 1.0 / (1.0 + (residual / 0.1) ** 2)
-            field[:, axis] = fitted
+        along_row = _fit_axis(edges, 0, touched, shares, index, share, smoothness)
+        along_column = _fit_axis(edges, 1, touched, shares, index, share, smoothness)
         moved = centres.copy()
         largest = 0.0
         for r in range(rows):
             for c in range(cols):
                 m = r * cols + c
-                _move(centres, moved, r, c, field[m, 0], field[m, 1])
-                largest = max(largest, abs(field[m, 0]), abs(field[m, 1]))
+                _move(centres, moved, r, c, along_row[m], along_column[m])
+                largest = max(largest, abs(along_row[m]), abs(along_column[m]))
         centres = moved
         if largest < 0.02:  # module pitches: GN is graded in steps of 0.12
             break
     return centres
+
+
+@njit(cache=True, nogil=True)
+def _grid_edges(image, centres, dark, threshold):
+    """Every edge between 4-neighbours of different colour, once: (module p, module q, axis,
+    offset of the crossing from the midpoint in pitches)."""
+    rows, cols = dark.shape
+    edges = np.empty((2 * rows * cols, 4))
+    count = 0
+    for r in range(rows):
+        for c in range(cols):
+            for axis in range(2):
+                nr, nc = r + axis, c + 1 - axis
+                if nr >= rows or nc >= cols or dark[nr, nc] == dark[r, c]:
+                    continue
+                crossing = _crossing(image, centres[r, c], centres[nr, nc], threshold)
+                if crossing >= 0:
+                    edges[count, 0] = r * cols + c
+                    edges[count, 1] = nr * cols + nc
+                    edges[count, 2] = axis
+                    edges[count, 3] = crossing - 0.5
+                    count += 1
+    return edges[:count]
+
+
+@njit(cache=True, nogil=True)
+def _fit_axis(edges, axis, touched, shares, index, share, smoothness):
+    """The field's component along one grid axis at every module, fitted to that axis's edges
+    by weighted least squares, then once more with edges that disagree down-weighted."""
+    nodes = smoothness.shape[0]
+    weight = np.zeros(len(edges))
+    for e in range(len(edges)):
+        weight[e] = 1.0 if edges[e, 2] == axis else 0.0
+    fitted = np.zeros(index.shape[0])
+    for _robust in range(2):
+        normal = smoothness.copy()
+        rhs = np.zeros(nodes)
+        for e in range(len(edges)):
+            if weight[e] == 0.0:
+                continue
+            for a in range(8):
+                va = shares[e, a] * weight[e]
+                rhs[touched[e, a]] += va * edges[e, 3]
+                for b in range(8):
+                    normal[touched[e, a], touched[e, b]] += va * shares[e, b]
+        fitted = _apply_field(index, share, _solve_spd(normal, rhs))
+        for e in range(len(edges)):
+            if edges[e, 2] == axis:
+                p, q = int(edges[e, 0]), int(edges[e, 1])
+                residual = edges[e, 3] - 0.5 * (fitted[p] + fitted[q])
+                weight[e] = 1.0 / (1.0 + (residual / 0.1) ** 2)
+    return fitted
 
 
 @njit(cache=True, nogil=True)

@@ -51,6 +51,11 @@ class ParsedCode:
     def valid(self) -> bool:
         return not self.errors
 
+    @property
+    def agency(self) -> str:
+        """The issuing agency: "GS1" for element strings and Digital Link URIs alike."""
+        return "GS1" if self.issuer.startswith("GS1") else self.issuer
+
     def to_dict(self) -> dict:
         return {
             "input": self.input,
@@ -67,6 +72,18 @@ class ParsedCode:
             "errors": [{"code": f.code, "message": f.message} for f in self.errors],
             "warnings": [{"code": f.code, "message": f.message} for f in self.warnings],
         }
+
+
+def parse_date(value: str) -> date | None:
+    """A YYMMDD (20YY) or YYYYMMDD date, as MA, HIBC and AHM codes print them; None when invalid."""
+    try:
+        if len(value) == 6 and value.isdigit():
+            return date(2000 + int(value[:2]), int(value[2:4]), int(value[4:6]))
+        if len(value) == 8 and value.isdigit():
+            return date(int(value[:4]), int(value[4:6]), int(value[6:8]))
+    except ValueError:
+        return None
+    return None
 
 
 GS1_IDENTIFIERS = ("]d2", "]C1", "]Q3", "]e0", "]J1")

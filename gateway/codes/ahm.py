@@ -8,8 +8,7 @@ import re
 from datetime import date
 
 from ..reasons import Finding
-from . import CodePolicy, ParsedCode
-from .ma import _date
+from . import CodePolicy, ParsedCode, parse_date
 
 
 def parse_ahm(text: str, policy: CodePolicy, today: date) -> ParsedCode:
@@ -21,7 +20,7 @@ def parse_ahm(text: str, policy: CodePolicy, today: date) -> ParsedCode:
     dates = {}
     for key in ("production", "expiry"):
         if key in fields:
-            dates[key] = _date(fields[key])
+            dates[key] = parse_date(fields[key])
             if dates[key] is None:
                 errors.append(Finding("date_invalid", f"{key} {fields[key]!r} is not a valid YYMMDD date"))
     return ParsedCode(

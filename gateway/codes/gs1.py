@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from dataclasses import replace
 from datetime import date
 from functools import cache
 from importlib import resources
@@ -233,4 +234,4 @@ def parse_digital_link(uri: str, policy: CodePolicy, today: date) -> ParsedCode:
         return ParsedCode(uri, "GS1 Digital Link", {}, (Finding("gs1_syntax", f"not a GS1 Digital Link URI: {exc}"),))
     data = GS.join(e.ai.ai + e.value for e in link.element_strings)
     parsed = parse_element_string(data, policy, today, issuer="GS1 Digital Link")
-    return ParsedCode(**{**parsed.__dict__, "input": uri})
+    return replace(parsed, input=uri)

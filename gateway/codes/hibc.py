@@ -9,7 +9,7 @@ import re
 from datetime import date, timedelta
 
 from ..reasons import Finding
-from . import ParsedCode
+from . import ParsedCode, parse_date
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-. $/+%"
 PRIMARY = re.compile(r"^\+([A-Z][A-Z0-9]{3})([A-Z0-9]{1,18})(\d)$")
@@ -20,13 +20,6 @@ def check_character(text: str) -> str | None:
     if any(c not in ALPHABET for c in text):
         return None
     return ALPHABET[sum(ALPHABET.index(c) for c in text) % 43]
-
-
-def _yymmdd(value: str) -> date | None:
-    try:
-        return date(2000 + int(value[:2]), int(value[2:4]), int(value[4:6]))
-    except ValueError:
-        return None
 
 
 def _dated(field: str) -> tuple[date | None, str, bool]:
@@ -49,9 +42,9 @@ def _dated(field: str) -> tuple[date | None, str, bool]:
     if not value.isdigit() or len(value) < n:
         return None, rest, True
     if head == "2":  # MMDDYY
-        return _yymmdd(value[4:6] + value[0:4]), rest, True
+        return parse_date(value[4:6] + value[0:4]), rest, True
     if head in ("3", "4"):  # YYMMDD[HH]
-        return _yymmdd(value[:6]), rest, True
+        return parse_date(value[:6]), rest, True
     day = int(value[2:5])  # YYJJJ[HH]
     if not 1 <= day <= 366:
         return None, rest, True
@@ -107,11 +100,15 @@ def parse_hibc(text: str, today: date) -> ParsedCode:
         elif part.startswith("$"):
             lot = fields["lot"] = part[1:]
         elif part.startswith("16D"):
-            production = _yyyymmdd(part[3:11], errors, "production date")
+            production = parse_date(part[3:11])
             fields["production_date"] = part[3:11]
+            if production is None:
+                errors.append(Finding("date_invalid", f"production date {part[3:11]!r} is not a valid YYYYMMDD date"))
         elif part.startswith("14D"):
-            expiry = _yyyymmdd(part[3:11], errors, "expiry")
+            expiry = parse_date(part[3:11])
             fields["expiry"] = part[3:11]
+            if expiry is None:
+                errors.append(Finding("date_invalid", f"expiry {part[3:11]!r} is not a valid YYYYMMDD date"))
         elif part.startswith("S"):
             serial = fields["serial"] = part[1:]
         else:
@@ -127,11 +124,3 @@ def parse_hibc(text: str, today: date) -> ParsedCode:
         production=production,
         expiry=expiry,
     )
-
-
-def _yyyymmdd(value: str, errors: list[Finding], what: str) -> date | None:
-    try:
-        return date(int(value[:4]), int(value[4:6]), int(value[6:8]))
-    except ValueError:
-        errors.append(Finding("date_invalid", f"{what} {value!r} is not a valid YYYYMMDD date"))
-        return None

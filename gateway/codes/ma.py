@@ -12,7 +12,7 @@ import re
 from datetime import date
 
 from ..reasons import Finding
-from . import CodePolicy, ParsedCode
+from . import CodePolicy, ParsedCode, parse_date
 
 DI_PATTERN = re.compile(r"^MA\.(\d{3})\.([A-Z0-9]{2})\.(\d{6})\.([A-Za-z0-9]{1,34})$")
 # qualifier letter → meaning; dates are YYMMDD or YYYYMMDD
@@ -46,17 +46,6 @@ def check_character(text: str) -> str | None:
         n = int(d) * (2 if i % 2 == 1 else 1)
         total += n - 9 if n > 9 else n
     return str((10 - total % 10) % 10)
-
-
-def _date(value: str) -> date | None:
-    try:
-        if len(value) == 6:
-            return date(2000 + int(value[:2]), int(value[2:4]), int(value[4:6]))
-        if len(value) == 8:
-            return date(int(value[:4]), int(value[4:6]), int(value[6:8]))
-    except ValueError:
-        return None
-    return None
 
 
 def parse_ma(text: str, policy: CodePolicy, today: date) -> ParsedCode:
@@ -94,11 +83,11 @@ def parse_ma(text: str, policy: CodePolicy, today: date) -> ParsedCode:
             elif expected is not None and value != expected and policy.ma_check != "ignore":
                 finding = Finding("ma_check_character", f"PI check character {value!r}, computed {expected!r}")
                 (errors if policy.ma_check == "reject" else warnings).append(finding)
-        elif letter in DATE_UNITS and _date(value) is None:
+        elif letter in DATE_UNITS and parse_date(value) is None:
             errors.append(Finding("date_invalid", f".{letter}{value}: {UNITS[letter]} is not a valid YYMMDD date"))
         fields[letter] = value
         pi_text += "." + unit
-    production = _date(fields["M"]) if "M" in fields else _date(fields.get("P", ""))
+    production = parse_date(fields["M"]) if "M" in fields else parse_date(fields.get("P", ""))
     return ParsedCode(
         input=text,
         issuer="MA",
@@ -109,5 +98,5 @@ def parse_ma(text: str, policy: CodePolicy, today: date) -> ParsedCode:
         lot=fields.get("L"),
         serial=fields.get("S"),
         production=production,
-        expiry=_date(fields.get("E", "")) or _date(fields.get("V", "")),
+        expiry=parse_date(fields.get("E", "")) or parse_date(fields.get("V", "")),
     )
