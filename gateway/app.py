@@ -14,15 +14,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date
 
-from plc.registers import Control, RegisterImage, Status
+from plc.client import StationClient
+from plc.delivery import DeliveryLog, Undelivered
+from plc.link import Link
+from plc.registers import Control, RegisterImage, ResultCode, Status
 from plc.server import StationServer
-from plc.simulator import PlcCounts, PlcSimulator
+from plc.simulator import Conveyor, PlcCounts, PlcSimulator
 
 from .broker import start_embedded_broker
-from .config import Config
+from .config import Config, ModbusSection
 from .ioloop import IoLoop
 from .jobs import JobControl
 from .mqtt import MqttPublisher
@@ -31,10 +34,17 @@ from .reasons import result_code
 from .records import LineContext, item_record
 from .rejects import RejectLog
 from .serials import SerialStore
-from .sources import open_source
+from .sources import PlcTriggers, open_source
 from .stats import LineStats, Snapshot
 
 log = logging.getLogger(__name__)
+
+
+def modbus_link(modbus: ModbusSection) -> Link:
+    """Where the station's Modbus peer is (or where it listens, in server mode)."""
+    return Link(
+        modbus.transport, modbus.host, modbus.port, modbus.serial_port, modbus.baudrate, modbus.parity, modbus.stopbits
+    )
 
 
 @dataclass(frozen=True)
@@ -44,13 +54,15 @@ class Endpoints:
     mqtt: tuple[str, int] | None
     mqtt_broker: str | None  # "mosquitto" / "amqtt" when embedded
     topic_root: str | None
-    modbus: tuple[str, int] | None
+    modbus: str | None  # how to watch the registers (an mbpoll command), or where they are written
 
 
 @dataclass(frozen=True)
 class Summary:
     stats: Snapshot
     plc: PlcCounts | None
+    plc_delivered: int  # results the PLC took in time
+    plc_undelivered: int  # results it did not (reported on MQTT …/plc/undelivered)
     mqtt_sent: int
     mqtt_acknowledged: int
     rejects_logged: int
@@ -64,6 +76,7 @@ class Summary:
             self.source_error is None
             and self.mqtt_sent == self.mqtt_acknowledged
             and self.rejects_failed == 0
+            and self.plc_undelivered == 0
             and (self.plc is None or self.plc.missed == 0)
         )
 
@@ -73,7 +86,8 @@ class Gateway:
         self.config = config
         self.stats = LineStats(config.grading.min_grade, config.grading.warn_margin)
         self.context = LineContext(config.line.site, config.line.name, LineContext.new_run_id())
-        self.source = open_source(config, today=today())
+        self.plc_triggers = PlcTriggers() if config.source.trigger == "plc" else None
+        self.source = open_source(config, today=today(), plc=self.plc_triggers)
         config.line.data_dir.mkdir(parents=True, exist_ok=True)
         self.serials = SerialStore(
             config.line.data_dir / "udigate.db",
@@ -86,7 +100,9 @@ class Gateway:
         self.pipeline = Pipeline(config, line_reader(config), self._emit, serials=self.serials, today=today)
         self.jobs = JobControl(config.job, config.line.data_dir, self._job_changed)
         self.pipeline.set_job(self.jobs.active)
-        self.registers = RegisterImage()
+        self.registers = RegisterImage(on_trigger=self.plc_triggers.offer if self.plc_triggers else None)
+        # On a line every result must reach the PLC within the item's deadline; a replay has none.
+        self.delivery = DeliveryLog(config.plc.deadline_ms / 1000 if self.source.realtime else None)
         self.io = IoLoop()
         self.mqtt: MqttPublisher | None = None
         self.rejects: RejectLog | None = None
@@ -113,20 +129,7 @@ class Gateway:
         broker_kind = None
 
         if config.plc.modbus.enabled:
-            server = StationServer(self.registers, config.plc.modbus.host, config.plc.modbus.port)
-            self.io.run(server.start())
-            self._teardown.callback(lambda: self.io.run(server.stop()))
-            heartbeat = self.io.spawn(self._beat())
-            self._teardown.callback(heartbeat.cancel)
-            if config.plc.plc_heartbeat_timeout_s > 0:
-                watch = self.io.spawn(self._watch_plc())
-                self._teardown.callback(watch.cancel)
-            modbus_endpoint = (config.plc.modbus.host, config.plc.modbus.port)
-            if config.plc.simulator.enabled:
-                host = "127.0.0.1" if config.plc.modbus.host in ("0.0.0.0", "") else config.plc.modbus.host
-                self.plc_simulator = PlcSimulator(host, config.plc.modbus.port, config.plc.simulator.poll_ms)
-                self.io.run(self.plc_simulator.start())
-                self._teardown.callback(lambda: self.io.run(self.plc_simulator.stop()))
+            modbus_endpoint = self._start_modbus(config.plc.modbus)
 
         if config.mqtt.enabled:
             host, port = config.mqtt.host, config.mqtt.port
@@ -155,10 +158,75 @@ class Gateway:
         self.endpoints = Endpoints(mqtt_endpoint, broker_kind, self.mqtt.root if self.mqtt else None, modbus_endpoint)
         self.registers.set_status(Status.READY, True)
         self._teardown.callback(self.registers.set_status, Status.READY, False)
+        if config.plc.modbus.enabled:  # first at close: the PLC takes the last results (or they count)
+            self._teardown.callback(self._settle_delivery)
+
+    def _start_modbus(self, modbus: ModbusSection) -> str:
+        """The station's side (server or client), its heartbeat and watch, the PLC simulator."""
+        config = self.config
+        link = modbus_link(modbus)
+        simulator = None
+        if config.plc.simulator.enabled:
+            sim = config.plc.simulator
+            items = config.source.simulator.items if config.source.kind == "simulator" else 0
+            conveyor = (
+                Conveyor(sim.speed_mm_s, sim.pitch_mm, sim.ejector_mm, items=items)
+                if config.source.trigger == "plc"
+                else None
+            )
+            host = "127.0.0.1" if link.host in ("0.0.0.0", "") else link.host
+            simulator = PlcSimulator(
+                replace(link, host=host),
+                sim.poll_ms,
+                conveyor=conveyor,
+                serve=modbus.mode == "client",
+                base_address=modbus.base_address,
+            )
+            self.plc_simulator = simulator
+        if modbus.mode == "client":
+            if simulator is not None:  # the simulated PLC listens before the station connects
+                self.io.run(simulator.start())
+                self._teardown.callback(lambda: self.io.run(simulator.stop()))
+            client = StationClient(
+                self.registers,
+                link,
+                modbus.unit_id,
+                modbus.base_address,
+                modbus.poll_ms,
+                modbus.timeout_ms,
+                on_written=self._delivered,
+            )
+            self.registers.on_change = client.notify
+            self.io.run(client.start())
+            self._teardown.callback(lambda: self.io.run(client.stop()))
+        else:
+            server = StationServer(self.registers, link, on_read=self._delivered)
+            self.io.run(server.start())
+            self._teardown.callback(lambda: self.io.run(server.stop()))
+            if simulator is not None:
+                self.io.run(simulator.start())
+                self._teardown.callback(lambda: self.io.run(simulator.stop()))
+        for task in (self._beat(), self._watch_plc()):
+            future = self.io.spawn(task)
+            self._teardown.callback(future.cancel)
+        if modbus.mode == "client":
+            return f"Modbus client: writing the registers into the PLC at {link} (base address {modbus.base_address})"
+        if link.transport == "rtu":
+            parity = {"N": "none", "E": "even", "O": "odd"}[link.parity]
+            return (
+                f"Modbus RTU:  mbpoll -m rtu -b {link.baudrate} -P {parity} -s {link.stopbits} "
+                f"-a 1 -t 4 -r 1 -c 16 -1 {link.serial_port}"
+            )
+        host = "127.0.0.1" if link.host in ("0.0.0.0", "") else link.host
+        return f"Modbus TCP:  mbpoll -m tcp -p {link.port} -a 1 -t 4 -r 1 -c 16 -1 {host}"
 
     def run(self, stop: threading.Event) -> int:
         """Inspect until the source ends or ``stop`` is set; returns the number of items decided."""
-        return self.pipeline.run(self.source, stop)
+        decided = self.pipeline.run(self.source, stop)
+        if self.pipeline.source_error is not None:  # the camera is gone: the PLC must know
+            self.registers.set_status(Status.FAULT, True)
+            self.registers.set_status(Status.READY, False)
+        return decided
 
     def close(self) -> Summary:
         """Drain and stop every output (reject log, PLC, MQTT, broker) and summarise the run."""
@@ -168,6 +236,8 @@ class Gateway:
         return Summary(
             stats=self.stats.snapshot(),
             plc=self.plc_simulator.counts if self.plc_simulator else None,
+            plc_delivered=self.delivery.delivered,
+            plc_undelivered=self.delivery.undelivered,
             mqtt_sent=mqtt.sent if mqtt else 0,
             mqtt_acknowledged=mqtt.acknowledged if mqtt else 0,
             rejects_logged=rejects.written if rejects else 0,
@@ -180,10 +250,17 @@ class Gateway:
         self.stats.record(verdict)
         has_grade = verdict.grade is not None and verdict.grade.overall is not None
         grade_x10 = int(round(verdict.grade.overall * 10)) if has_grade else 0
-        self.registers.publish(verdict.item_id, result_code(verdict.reasons), not verdict.passed, grade_x10)
+        frame, code = verdict.frame, result_code(verdict.reasons)
+        plc_item_id = frame.plc_item_id if frame.plc_item_id is not None else verdict.item_id
+        result = self.registers.publish(plc_item_id, code, not verdict.passed, grade_x10, frame.encoder)
+        self.registers.set_status(Status.FAULT, code == ResultCode.STATION_ERROR)
+        if self.config.plc.modbus.enabled:
+            self.delivery.published(result, verdict.item_id, frame.t_trigger, verdict.t_decided)
         if self.mqtt is None and self.rejects is None:
             return
         record = item_record(verdict, self.context)
+        if self.config.plc.modbus.enabled:  # what the PLC was told: its item id, and reject-all
+            record["plc"] = {"item_id": result.item_id, "seq": result.seq, "reject": result.reject}
         if self.mqtt is not None:
             self.mqtt.publish_item(record)
         if self.rejects is not None and not verdict.passed:
@@ -202,28 +279,78 @@ class Gateway:
             self.jobs.poll_file()
 
     async def _watch_plc(self) -> None:
-        """The PLC's side of the heartbeat and its reject-all request, mirrored in the status bits;
-        a heartbeat that stops raises the PLC alarm until it comes back."""
-        timeout = self.config.plc.plc_heartbeat_timeout_s
+        """Results the PLC did not take in time are accounted; the PLC's heartbeat and reject-all
+        request are mirrored in the status bits; a heartbeat that stops raises the PLC alarm (and
+        the configured fail-safe) until it comes back."""
+        timeout, policy = self.config.plc.plc_heartbeat_timeout_s, self.config.plc.on_heartbeat_lost
         last_bit, last_change, alarm = None, None, False
         while True:
-            await asyncio.sleep(0.2)
-            control, _ = self.registers.control()
-            self.registers.set_status(Status.REJECT_ALL, bool(control & Control.REJECT_ALL))
+            await asyncio.sleep(0.1)
             now = time.monotonic()
+            self._account(self.delivery.expire(now))
+            control, _ = self.registers.control()
             bit = bool(control & Control.HEARTBEAT)
             if bit != last_bit:
                 if last_bit is not None:
                     last_change = now
                 last_bit = bit
-            lost = last_change is not None and now - last_change > timeout
+            lost = timeout > 0 and last_change is not None and now - last_change > timeout
+            self.registers.set_status(
+                Status.REJECT_ALL, bool(control & Control.REJECT_ALL) or (lost and policy != "alarm")
+            )
+            self.registers.set_status(Status.STOP_LINE, lost and policy == "stop_line")
             if lost != alarm:
                 alarm = lost
                 self.registers.set_status(Status.PLC_ALARM, lost)
                 detail = f"no PLC heartbeat for {timeout:g} s" if lost else "PLC heartbeat back"
-                (log.error if lost else log.warning)("PLC alarm: %s", detail)
+                (log.error if lost else log.warning)("PLC alarm: %s (%s)", detail, policy)
                 if self.mqtt is not None:
-                    self.mqtt.publish_alarms({"plc_heartbeat_lost": lost, "detail": detail})
+                    self.mqtt.publish_alarms(
+                        {"plc_heartbeat_lost": lost, "detail": detail, "action": policy if lost else None}
+                    )
+
+    def _delivered(self, seq: int) -> None:
+        """The PLC has every result up to ``seq`` (it read them, or the write into it succeeded)."""
+        self._account(self.delivery.delivered_upto(seq, time.monotonic()))
+
+    def _account(self, undelivered: list[Undelivered]) -> None:
+        """Results the PLC did not get in time: counted in its registers, logged, sent to the MES."""
+        if not undelivered:
+            return
+        for entry in undelivered:
+            self.registers.count_timeout()
+            if self.mqtt is not None:
+                r = entry.result
+                self.mqtt.publish_undelivered(
+                    {
+                        "item_id": entry.station_item_id,
+                        "plc_item_id": r.item_id,
+                        "seq": r.seq,
+                        "result_code": int(r.code),
+                        "reject": r.reject,
+                        "detail": entry.detail,
+                    }
+                )
+        first, last = undelivered[0], undelivered[-1]
+        log.warning(
+            "the PLC did not get %d result(s) in time (items %d…%d): %s",
+            len(undelivered),
+            first.station_item_id,
+            last.station_item_id,
+            first.detail,
+        )
+
+    def _settle_delivery(self) -> None:
+        """At close: give the PLC until the last deadline to take the last results, then account
+        for what it did not take (a replay has no deadline: nothing to account)."""
+        deadline_s = self.delivery.deadline_s
+        if deadline_s is None:
+            self.delivery.discard()
+            return
+        give_up = time.monotonic() + deadline_s
+        while self.delivery.pending() and time.monotonic() < give_up:
+            time.sleep(0.01)
+        self._account(self.delivery.expire(float("inf")))
 
     async def _beat(self) -> None:
         while True:

@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument(
         "--duration", type=_positive, metavar="SECONDS", help="stop after this time (default: until Ctrl-C)"
     )
-    demo.add_argument("--rate", type=_positive, metavar="PPM", help="items per minute (default: 300)")
+    demo.add_argument(
+        "--rate", type=_positive, metavar="PPM", help="items per minute (default: 300 = a belt at 250 mm/s)"
+    )
     demo.add_argument("--config", type=Path, metavar="FILE", help="run this configuration instead of the built-in demo")
     demo.add_argument(
         "--data-dir", type=Path, metavar="DIR", help="where the reject log goes (default: ./udigate-demo)"
@@ -142,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             changes = {}
             if args.rate:
                 changes["source.simulator.rate_ppm"] = args.rate
+                # with PLC triggers the simulated belt sets the pace: its speed over the mean spacing
+                changes["plc.simulator.speed_mm_s"] = args.rate / 60 * sum(config.plc.simulator.pitch_mm) / 2
             if args.data_dir:
                 changes["line.data_dir"] = str(args.data_dir)
             return _run_line(override(config, **changes) if changes else config, args.duration, live=True)
@@ -339,9 +343,7 @@ def _print_endpoints(console: Console, gateway: Gateway) -> None:
         kind = f"embedded {ep.mqtt_broker} broker" if ep.mqtt_broker else "broker"
         console.print(f"  MQTT ({kind}):  mosquitto_sub -h {host} -p {port} -t '{ep.topic_root}/#' -v")
     if ep.modbus:
-        host, port = ep.modbus
-        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        console.print(f"  Modbus TCP:  mbpoll -m tcp -p {port} -a 1 -t 4 -r 1 -c 14 -1 {host}")
+        console.print(f"  {ep.modbus}")
     console.print("  Ctrl-C (or SIGTERM) finishes the items in progress and stops.")
 
 
@@ -399,7 +401,16 @@ def _print_summary(console: Console, summary: Summary) -> None:
     console.print(f"MQTT: {summary.mqtt_sent} messages sent, {summary.mqtt_acknowledged} acknowledged by the broker")
     if summary.plc is not None:
         plc = summary.plc
-        console.print(f"PLC simulator: {plc.results} results read, {plc.rejects} rejects fired, {plc.missed} missed")
+        console.print(f"PLC simulator: {plc.results} results read, {plc.rejects} rejects, {plc.missed} missed")
+        if plc.items:
+            console.print(
+                f"  belt: {plc.items} items triggered, {len(plc.ejected)} ejected "
+                f"({plc.no_result} without a result in time), {len(plc.kept)} kept"
+            )
+    console.print(
+        f"PLC delivery: {summary.plc_delivered} results taken in time, {summary.plc_undelivered} not"
+        + (" (see MQTT …/plc/undelivered)" if summary.plc_undelivered else "")
+    )
     console.print(
         f"reject log: {summary.rejects_logged} rejects stored"
         + (f", {summary.rejects_failed} FAILED" if summary.rejects_failed else "")

@@ -154,6 +154,9 @@ class FolderSection(Section):
 
 class SourceSection(Section):
     kind: Literal["simulator", "folder"] = "simulator"
+    # "timer": the source's own rate_ppm; "plc": one capture per trigger edge from the PLC over
+    # Modbus (plc_control bit 2, with the PLC's item id and encoder count; docs/plc-register-map.md)
+    trigger: Literal["timer", "plc"] = "timer"
     simulator: SimulatorSection = SimulatorSection()
     folder: FolderSection | None = None
 
@@ -251,13 +254,45 @@ class GradingSection(Section):
 
 class ModbusSection(Section):
     enabled: bool = True
-    host: str = "0.0.0.0"
+    # "server": the PLC polls the station; "client": the station writes into the PLC's registers
+    mode: Literal["server", "client"] = "server"
+    transport: Literal["tcp", "rtu"] = "tcp"
+    host: str = "0.0.0.0"  # server: the address to listen on; client: the PLC's address
     port: int = Field(502, ge=1, le=65535)
+    serial_port: str = ""  # rtu: /dev/ttyUSB0, /dev/ttyAMA0 …
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 19200
+    parity: Literal["N", "E", "O"] = "E"
+    stopbits: Literal[1, 2] = 1
+    # client mode
+    unit_id: int = Field(1, ge=0, le=247)  # the PLC's unit (slave) id
+    base_address: int = Field(0, ge=0, le=65535 - 107)  # where the station's map starts in the PLC
+    poll_ms: float = Field(20, ge=1, le=10000)  # how often the PLC's block is read
+    timeout_ms: float = Field(500, ge=10, le=60000)  # no answer for this long = the PLC is gone
+
+    @model_validator(mode="after")
+    def _peer_given(self) -> ModbusSection:
+        if self.transport == "rtu" and not self.serial_port:
+            raise ValueError('a serial_port = "/dev/ttyUSB0" (or similar) when transport = "rtu"')
+        if self.mode == "client" and self.transport == "tcp" and self.host in ("", "0.0.0.0", "::"):
+            raise ValueError(f'host = the PLC\'s address (e.g. "192.168.0.10") when mode = "client", not {self.host!r}')
+        return self
 
 
 class PlcSimulatorSection(Section):
     enabled: bool = False
     poll_ms: float = Field(20, ge=1, le=10000)
+    # With [source] trigger = "plc" the simulated PLC runs the belt: items at random spacing pass
+    # the camera (trigger), ride ejector_mm to the ejector, which fires on a reject or a missing result.
+    speed_mm_s: float = Field(250, gt=0, le=10000)
+    pitch_mm: tuple[float, float] = (40.0, 60.0)
+    ejector_mm: float = Field(300, gt=0, le=100000)
+
+    @field_validator("pitch_mm")
+    @classmethod
+    def _pitch_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < value[0] <= value[1]:
+            raise ValueError("[min, max] spacing in mm with 0 < min <= max, e.g. [40, 60]")
+        return value
 
 
 class PlcSection(Section):
@@ -269,6 +304,9 @@ class PlcSection(Section):
     # A PLC that toggles plc_control bit 0 is watched: no toggle for this long raises the PLC alarm
     # (status bit, MQTT …/alarms, log); 0 = not watched.
     plc_heartbeat_timeout_s: float = Field(3.0, ge=0, le=600)
+    # While the PLC's heartbeat is lost: "alarm" only, "reject_all" (every result a reject) or
+    # "stop_line" (status bit 9 asks to stop the line, and reject-all).
+    on_heartbeat_lost: Literal["alarm", "reject_all", "stop_line"] = "alarm"
     modbus: ModbusSection = ModbusSection()
     simulator: PlcSimulatorSection = PlcSimulatorSection()
 
@@ -337,6 +375,12 @@ class Config(Section):
     def _grading_needs_own_reader(self) -> Config:
         if self.vision.decoder != "udigate" and self.grading.enabled and "enabled" in self.grading.model_fields_set:
             raise ValueError('grading.enabled = true only with vision.decoder = "udigate" (it grades on its grid)')
+        return self
+
+    @model_validator(mode="after")
+    def _plc_trigger_needs_modbus(self) -> Config:
+        if self.source.trigger == "plc" and not self.plc.modbus.enabled:
+            raise ValueError('plc.modbus.enabled = true when source.trigger = "plc" (the trigger comes over Modbus)')
         return self
 
     def calibration_path(self) -> Path:

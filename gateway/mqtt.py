@@ -81,6 +81,10 @@ class MqttPublisher:
     def publish_alarms(self, alarms: dict) -> None:
         self._publish(f"{self.root}/alarms", json.dumps({**alarms, "timestamp": _now()}), 1, retain=True)
 
+    def publish_undelivered(self, event: dict) -> None:
+        """A result the PLC did not get within its deadline (the PLC rejects that item)."""
+        self._publish(f"{self.root}/plc/undelivered", json.dumps({**event, "timestamp": _now()}), self.config.qos)
+
     def publish_job(self, job: dict | None) -> None:
         self._publish(f"{self.root}/job", json.dumps(job, separators=(",", ":")), 1, retain=True)
 

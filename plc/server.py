@@ -1,31 +1,30 @@
-"""Modbus TCP server mode: the PLC polls the station's registers.
-
-pymodbus changes its API between minor releases (../shared/reference/plc-and-mes.md), so it is
-used only here and in plc/simulator.py, pinned to one minor release in pyproject.toml.
-"""
+"""Server mode: the PLC polls the station's registers over Modbus TCP or RTU."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from .registers import REGISTER_COUNT, RegisterImage
+from .link import Link
+from .registers import ADDRESS, REGISTER_COUNT, RegisterImage
 
 log = logging.getLogger(__name__)
 
 
 class StationServer:
-    """Serves a :class:`RegisterImage` over Modbus TCP on the running loop; the PLC may write the
-    control block only."""
+    """Serves a :class:`RegisterImage` on the running loop; the PLC may write its block only.
 
-    def __init__(self, image: RegisterImage, host: str, port: int) -> None:
+    ``on_read(seq)`` is called when the PLC reads ``result_seq`` and so has every result up to
+    ``seq`` (delivery accounting)."""
+
+    def __init__(self, image: RegisterImage, link: Link, on_read: Callable[[int], None] | None = None) -> None:
         self.image = image
-        self.host = host
-        self.port = port
-        self._server: ModbusTcpServer | None = None
+        self.link = link
+        self.on_read = on_read
+        self._server = None
 
     async def start(self) -> None:
         device = SimDevice(
@@ -33,12 +32,12 @@ class StationServer:
             simdata=SimData(0, count=REGISTER_COUNT, datatype=DataType.REGISTERS),
             action=self._on_request,
         )
-        self._server = ModbusTcpServer(device, address=(self.host, self.port))
+        self._server = self.link.server(device)
         try:
             await self._server.serve_forever(background=True)
         except RuntimeError as exc:  # pymodbus reports a failed bind only this way
-            raise OSError(f"cannot listen for Modbus TCP on {self.host}:{self.port}: {exc}") from None
-        log.info("Modbus TCP server listening on %s:%d", self.host, self.port)
+            raise OSError(f"cannot serve {self.link}: {exc}") from None
+        log.info("serving the station's registers on %s", self.link)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -46,10 +45,13 @@ class StationServer:
             self._server = None
 
     async def _on_request(self, function_code, start_address, address, count, registers, values):
-        if values is not None:  # a write: only the PLC's control block takes one
+        if values is not None:  # a write: only the PLC's block takes one
             if not self.image.write_control(address, list(values)):
                 return ExcCodes.ILLEGAL_ADDRESS
             return None
         # Serve one consistent snapshot: a result is never seen half-written.
         registers[:] = self.image.snapshot()
+        seq_address = ADDRESS["result_seq"]
+        if self.on_read is not None and address <= seq_address < address + count:
+            self.on_read(registers[seq_address])
         return None

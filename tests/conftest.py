@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -75,6 +76,21 @@ def subscribe():
     yield make
     for s in subscribers:
         s.close()
+
+
+@pytest.fixture
+def serial_pair(tmp_path) -> Iterator[tuple[str, str]]:
+    """Two pseudo-terminals joined like the two ends of an RS-485 cable (socat), for Modbus RTU."""
+    assert shutil.which("socat"), "socat is missing: run the tests through ./dev test"
+    ends = (tmp_path / "ttyA", tmp_path / "ttyB")
+    socat = subprocess.Popen(["socat", *(f"pty,raw,echo=0,link={end}" for end in ends)], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not all(end.exists() for end in ends):
+        assert socat.poll() is None and time.monotonic() < deadline, "socat did not create the pty pair"
+        time.sleep(0.02)
+    yield str(ends[0]), str(ends[1])
+    socat.terminate()
+    socat.wait(5)
 
 
 def line_config(tmp_path: Path, **changes) -> Config:

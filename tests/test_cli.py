@@ -56,7 +56,7 @@ def test_demo_can_be_watched_with_mosquitto_sub_and_mbpoll(tmp_path):
     ).stdout.splitlines()
     mb_host, mb_port = endpoints["modbus"]
     registers = subprocess.run(
-        ["mbpoll", "-m", "tcp", "-p", mb_port, "-a", "1", "-t", "4", "-r", "1", "-c", "14", "-1", mb_host],
+        ["mbpoll", "-m", "tcp", "-p", mb_port, "-a", "1", "-t", "4", "-r", "1", "-c", "16", "-1", mb_host],
         capture_output=True,
         text=True,
         timeout=30,
@@ -72,7 +72,8 @@ def test_demo_can_be_watched_with_mosquitto_sub_and_mbpoll(tmp_path):
     items = int(re.search(r"udigate: (\d+) items in", out)[1])
     assert items >= 40  # 600/min for 8 s, less start-up
     assert re.search(rf"verdicts = ground truth\s*\S\s*{items} / {items}", out)
-    assert re.search(rf"PLC simulator: {items} results read, \d+ rejects fired, 0 missed", out)
+    assert re.search(rf"PLC simulator: {items} results read, \d+ rejects, 0 missed", out)
+    assert re.search(rf"PLC delivery: {items} results taken in time, 0 not", out)
 
 
 def test_sigterm_stops_cleanly_and_keeps_every_reject(tmp_path):

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import queue
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Protocol
 
 import numpy as np
+
+from plc.registers import PlcTrigger
 
 from ..config import Config
 
@@ -35,6 +38,60 @@ class Frame:
     origin: str  # "simulator", the file name, the camera
     truth: LabelTruth | None = None
     error: str | None = None  # why there is no image
+    plc_item_id: int | None = None  # the PLC's id for the item when the PLC triggered it
+    encoder: int = 0  # the PLC's encoder count at that trigger
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """The moment an item is to be captured."""
+
+    item_id: int  # the station's: 1, 2, 3 … per run
+    t: float  # time.monotonic()
+    timestamp: datetime  # wall clock, UTC
+    plc_item_id: int | None = None
+    encoder: int = 0
+
+    def frame(self, image: np.ndarray | None, origin: str, truth: LabelTruth | None = None, error: str | None = None):
+        """The frame captured at this trigger."""
+        return Frame(self.item_id, image, self.t, self.timestamp, origin, truth, error, self.plc_item_id, self.encoder)
+
+
+class PlcTriggers:
+    """Trigger edges from the PLC (taken on the Modbus side), queued for the source. The queue is
+    bounded: a trigger that does not fit, or comes after the source stopped, is refused and the
+    PLC sees an overrun instead of an acknowledged trigger that is never captured."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._queue: queue.Queue[PlcTrigger] = queue.Queue(size)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def offer(self, trigger: PlcTrigger) -> bool:
+        with self._lock:
+            if self._closed:
+                return False
+            try:
+                self._queue.put_nowait(trigger)
+            except queue.Full:
+                return False
+            return True
+
+    def triggers(self, stop: threading.Event) -> Iterator[Trigger]:
+        """One station trigger per PLC trigger until ``stop``; the triggers already queued then
+        are still captured (the PLC is tracking those items), later ones are refused."""
+        for item_id in itertools.count(1):
+            while True:
+                if stop.is_set():
+                    with self._lock:
+                        self._closed = True
+                try:
+                    plc = self._queue.get(timeout=0.05) if not self._closed else self._queue.get_nowait()
+                    break
+                except queue.Empty:
+                    if self._closed:
+                        return
+            yield Trigger(item_id, plc.t, datetime.now(UTC), plc.item_id, plc.encoder)
 
 
 class Source(Protocol):
@@ -48,25 +105,29 @@ class Source(Protocol):
         ...
 
 
-def triggers(rate_ppm: float, stop: threading.Event) -> Iterator[int]:
-    """Item ids 1, 2, 3 … each yielded at its trigger time, ``rate_ppm`` per minute on a fixed
-    schedule (a late item does not shift the ones after it); all at once when the rate is 0.
+def triggers(rate_ppm: float, stop: threading.Event, plc: PlcTriggers | None = None) -> Iterator[Trigger]:
+    """The PLC's triggers when given; otherwise a timer: ``rate_ppm`` per minute on a fixed
+    schedule (a late item does not shift the ones after it), all at once when the rate is 0.
     Ends when ``stop`` is set."""
+    if plc is not None:
+        yield from plc.triggers(stop)
+        return
     period = 60.0 / rate_ppm if rate_ppm > 0 else 0.0
     start = time.monotonic()
     for item_id in itertools.count(1):
         if stop.wait(max(0.0, start + (item_id - 1) * period - time.monotonic())):
             return
-        yield item_id
+        yield Trigger(item_id, time.monotonic(), datetime.now(UTC))
 
 
-def open_source(config: Config, today: date | None = None) -> Source:
-    """The source the configuration asks for."""
+def open_source(config: Config, today: date | None = None, plc: PlcTriggers | None = None) -> Source:
+    """The source the configuration asks for; ``plc`` delivers the triggers when
+    ``[source] trigger = "plc"``."""
     source = config.source
     if source.kind == "folder":
         from .folder import FolderSource
 
-        return FolderSource(source.folder)
+        return FolderSource(source.folder, plc)
     from .simulator import LineSimulator
 
-    return LineSimulator(source.simulator, config.job, today=today)
+    return LineSimulator(source.simulator, config.job, today=today, plc=plc)

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..config import FolderSection
-from . import Frame, triggers
+from . import Frame, PlcTriggers, triggers
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
 class FolderSource:
-    def __init__(self, config: FolderSection) -> None:
+    def __init__(self, config: FolderSection, plc: PlcTriggers | None = None) -> None:
         self.config = config
-        self.realtime = config.rate_ppm > 0
+        self.plc = plc
+        self.realtime = config.rate_ppm > 0 or plc is not None
         if not config.path.is_dir():
             raise FileNotFoundError(f"source.folder.path: {config.path} is not a folder")
         self.files = sorted(p for p in config.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -32,10 +31,9 @@ class FolderSource:
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         paths = itertools.cycle(self.files) if self.config.loop else iter(self.files)
-        for path, item_id in zip(paths, triggers(self.config.rate_ppm, stop), strict=False):
-            t_trigger, timestamp = time.monotonic(), datetime.now(UTC)
+        for path, trigger in zip(paths, triggers(self.config.rate_ppm, stop, self.plc), strict=False):
             image, error = read_grayscale(path)
-            yield Frame(item_id, image, t_trigger, timestamp, str(path), error=error)
+            yield trigger.frame(image, str(path), error=error)
 
 
 def read_grayscale(path: Path) -> tuple[np.ndarray | None, str | None]:

@@ -11,12 +11,12 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import numpy as np
 
 from ..config import JobSection, SimulatorSection, gtin_check_digit
-from . import Frame, LabelTruth, triggers
+from . import Frame, LabelTruth, PlcTriggers, triggers
 from .render import FrameRenderer, Print
 
 DEMO_GTIN = "06901234567892"  # GS1 China prefix 690, valid check digit
@@ -46,10 +46,13 @@ class _Content:
 class LineSimulator:
     """Frames of simulated items at ``rate_ppm`` (or as fast as taken when the rate is 0)."""
 
-    def __init__(self, config: SimulatorSection, job: JobSection, today: date | None = None) -> None:
+    def __init__(
+        self, config: SimulatorSection, job: JobSection, today: date | None = None, plc: PlcTriggers | None = None
+    ) -> None:
         self.config = config
         self.job = job
-        self.realtime = config.rate_ppm > 0
+        self.plc = plc
+        self.realtime = config.rate_ppm > 0 or plc is not None
         self._today = today or date.today()
         self._rng = np.random.default_rng(config.seed)
         self._renderer = FrameRenderer(config)
@@ -64,13 +67,11 @@ class LineSimulator:
         self._renderer.render(Print(f"(01){DEMO_GTIN}", (), 30, 210), np.random.default_rng(0))
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
-        for item_id in triggers(self.config.rate_ppm, stop):
-            if self.config.items and item_id > self.config.items:
+        for trigger in triggers(self.config.rate_ppm, stop, self.plc):
+            if self.config.items and trigger.item_id > self.config.items:
                 return
-            t_trigger, timestamp = time.monotonic(), datetime.now(UTC)
-            label, truth = self._next_label(item_id)
-            image = self._renderer.render(label, self._rng)
-            yield Frame(item_id, image, t_trigger, timestamp, "simulator", truth)
+            label, truth = self._next_label(trigger.item_id)
+            yield trigger.frame(self._renderer.render(label, self._rng), "simulator", truth)
 
     def _next_label(self, item_id: int) -> tuple[Print, LabelTruth]:
         defect = str(self._rng.choice(self._defects, p=self._weights / self._weights.sum()))
