@@ -107,6 +107,9 @@ class Gateway:
         self.mqtt: MqttPublisher | None = None
         self.rejects: RejectLog | None = None
         self.plc_simulator: PlcSimulator | None = None
+        self.plc_client: StationClient | None = None  # client mode
+        self._unlogged: list[Undelivered] = []  # undelivered results not yet in the log
+        self._logged_at = 0.0
         self.endpoints = Endpoints(None, None, None, None)
         self._teardown = contextlib.ExitStack()
         self._teardown.callback(self.serials.close)
@@ -187,7 +190,7 @@ class Gateway:
             if simulator is not None:  # the simulated PLC listens before the station connects
                 self.io.run(simulator.start())
                 self._teardown.callback(lambda: self.io.run(simulator.stop()))
-            client = StationClient(
+            client = self.plc_client = StationClient(
                 self.registers,
                 link,
                 modbus.unit_id,
@@ -309,9 +312,9 @@ class Gateway:
                         {"plc_heartbeat_lost": lost, "detail": detail, "action": policy if lost else None}
                     )
 
-    def _delivered(self, seq: int) -> None:
-        """The PLC has every result up to ``seq`` (it read them, or the write into it succeeded)."""
-        self._account(self.delivery.delivered_upto(seq, time.monotonic()))
+    def _delivered(self, seqs: set[int]) -> None:
+        """The PLC has these results (it read them, or the write into it succeeded)."""
+        self._account(self.delivery.taken(seqs, time.monotonic()))
 
     def _account(self, undelivered: list[Undelivered]) -> None:
         """Results the PLC did not get in time: counted in its registers, logged, sent to the MES."""
@@ -331,14 +334,21 @@ class Gateway:
                         "detail": entry.detail,
                     }
                 )
-        first, last = undelivered[0], undelivered[-1]
-        log.warning(
-            "the PLC did not get %d result(s) in time (items %d…%d): %s",
-            len(undelivered),
-            first.station_item_id,
-            last.station_item_id,
-            first.detail,
-        )
+        self._unlogged += undelivered
+        if time.monotonic() - self._logged_at >= 5.0:  # an outage at line speed: one line per 5 s
+            self._log_undelivered()
+
+    def _log_undelivered(self) -> None:
+        if self._unlogged:
+            first, last = self._unlogged[0], self._unlogged[-1]
+            log.warning(
+                "the PLC did not get %d result(s) in time (items %d…%d, on MQTT …/plc/undelivered): %s",
+                len(self._unlogged),
+                first.station_item_id,
+                last.station_item_id,
+                last.detail,
+            )
+        self._unlogged, self._logged_at = [], time.monotonic()
 
     def _settle_delivery(self) -> None:
         """At close: give the PLC until the last deadline to take the last results, then account
@@ -351,6 +361,7 @@ class Gateway:
         while self.delivery.pending() and time.monotonic() < give_up:
             time.sleep(0.01)
         self._account(self.delivery.expire(float("inf")))
+        self._log_undelivered()
 
     async def _beat(self) -> None:
         while True:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pymodbus.exceptions import ModbusException
 
 from .link import Link
-from .registers import ADDRESS, CONTROL_BASE, CONTROL_END, STATION_RANGES, RegisterImage
+from .registers import CONTROL_BASE, CONTROL_END, REGISTER_COUNT, STATION_RANGES, RegisterImage, seqs_in
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def changed_runs(old: list[int] | None, new: list[int], gap: int = 8) -> list[tu
 class StationClient:
     """Keeps the PLC's copy of the station's registers current (``base_address`` + address).
 
-    ``on_written(seq)``: the PLC holds every result up to ``seq`` (delivery accounting)."""
+    ``on_written(seqs)``: the results the PLC now holds (delivery accounting)."""
 
     def __init__(
         self,
@@ -61,7 +61,7 @@ class StationClient:
         base_address: int = 0,
         poll_ms: float = 20,
         timeout_ms: float = 500,
-        on_written: Callable[[int], None] | None = None,
+        on_written: Callable[[set[int]], None] | None = None,
     ) -> None:
         self.image = image
         self.link = link
@@ -129,7 +129,7 @@ class StationClient:
                 self._check(await client.write_registers(self.base + address, values, device_id=self.unit_id))
             written = words
             if self.on_written is not None:
-                self.on_written(words[ADDRESS["result_seq"]])
+                self.on_written(seqs_in(words, 0, REGISTER_COUNT))
             reply = await client.read_holding_registers(
                 self.base + CONTROL_BASE, count=CONTROL_END - CONTROL_BASE, device_id=self.unit_id
             )

@@ -1,19 +1,22 @@
 """Accounts for every result until the PLC has it.
 
-A result is *delivered* when the PLC reads ``result_seq`` at or after it (server mode) or when the
-write into the PLC succeeded (client mode). On a line (a realtime source) a result the PLC does not
-have within the item's deadline, counted from its trigger, is *undelivered*: the PLC's ejector has
-passed it, so the station reports it (timeout counter, log, MQTT) instead of letting it vanish.
-The time from the decision to the delivery is kept for the latency benchmark.
+A result is *delivered* when the PLC reads its history entry, or the latest-result registers while
+it is the latest (server mode), or when a write that put it into the PLC succeeded (client mode):
+a result that scrolled out of the history before the PLC read it is not delivered. On a line (a
+realtime source) a result the PLC does not have within the item's deadline, counted from its
+trigger, is *undelivered*: the PLC's ejector has passed it, so the station reports it (timeout
+counter, log, MQTT) instead of letting it vanish. The time from the decision to the delivery is
+kept for the latency benchmark.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .registers import Result, ResultCode, seq_behind
+from .registers import Result, ResultCode
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +44,7 @@ class DeliveryLog:
 
     def __init__(self, deadline_s: float | None, latency_samples: int = 100_000) -> None:
         self.deadline_s = deadline_s
-        self._pending: deque[_Pending] = deque()
+        self._pending: OrderedDict[int, _Pending] = OrderedDict()  # by sequence number, oldest first
         self._lock = threading.Lock()
         self.latencies_ms: deque[float] = deque(maxlen=latency_samples)
         self.delivered = 0
@@ -49,14 +52,16 @@ class DeliveryLog:
 
     def published(self, result: Result, station_item_id: int, t_trigger: float, t_decided: float) -> None:
         with self._lock:
-            self._pending.append(_Pending(result, station_item_id, t_trigger, t_decided))
+            self._pending[result.seq] = _Pending(result, station_item_id, t_trigger, t_decided)
 
-    def delivered_upto(self, seq: int, now: float) -> list[Undelivered]:
-        """The PLC has every result up to sequence ``seq``; returns those it got too late."""
+    def taken(self, seqs: Iterable[int], now: float) -> list[Undelivered]:
+        """The PLC has the results with these sequence numbers; returns those it got too late."""
         late = []
         with self._lock:
-            while self._pending and seq_behind(seq, self._pending[0].result.seq) < 32768:
-                entry = self._pending.popleft()
+            for seq in seqs:
+                entry = self._pending.pop(seq, None)
+                if entry is None:
+                    continue
                 self.latencies_ms.append((now - entry.t_decided) * 1000)
                 overdue = self._overdue_ms(entry, now)
                 if overdue > 0 and entry.result.code != ResultCode.TIMEOUT:
@@ -69,8 +74,8 @@ class DeliveryLog:
         """Results whose deadline passed without delivery (none without a deadline)."""
         gone = []
         with self._lock:
-            while self._pending and self._overdue_ms(self._pending[0], now) > 0:
-                entry = self._pending.popleft()
+            while self._pending and self._overdue_ms(next(iter(self._pending.values())), now) > 0:
+                _, entry = self._pending.popitem(last=False)
                 if entry.result.code != ResultCode.TIMEOUT:  # a late decision is reported as such already
                     ms = self.deadline_s * 1000
                     gone.append(self._undelivered(entry, f"the PLC had not taken it {ms:g} ms after the trigger"))

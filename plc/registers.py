@@ -190,6 +190,20 @@ def decode_history(registers: list[int]) -> list[Result]:
     return sorted(entries, key=lambda r: (newest - r.seq) % 65535, reverse=True)
 
 
+def seqs_in(words: list[int], address: int, count: int) -> set[int]:
+    """The results a PLC has after reading (or the station writing) ``words[address:address+count]``
+    of the map: every history entry read whole, and the latest result when its registers were."""
+    end = address + count
+    seqs = set()
+    if address <= ADDRESS["result_seq"] and ADDRESS["item_id"] + 2 <= end and words[ADDRESS["result_seq"]]:
+        seqs.add(words[ADDRESS["result_seq"]])
+    for slot in range(HISTORY_LENGTH):
+        base = HISTORY_BASE + HISTORY_ENTRY_WORDS * slot
+        if address <= base and base + HISTORY_ENTRY_WORDS <= end and words[base]:
+            seqs.add(words[base])
+    return seqs
+
+
 def seq_behind(newer: int, older: int) -> int:
     """How many results ``older`` is behind ``newer`` (sequence numbers wrap 65535 → 1)."""
     return (newer - older) % 65535

@@ -9,7 +9,7 @@ from pymodbus.constants import ExcCodes
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from .link import Link
-from .registers import ADDRESS, REGISTER_COUNT, RegisterImage
+from .registers import REGISTER_COUNT, RegisterImage, seqs_in
 
 log = logging.getLogger(__name__)
 
@@ -17,10 +17,9 @@ log = logging.getLogger(__name__)
 class StationServer:
     """Serves a :class:`RegisterImage` on the running loop; the PLC may write its block only.
 
-    ``on_read(seq)`` is called when the PLC reads ``result_seq`` and so has every result up to
-    ``seq`` (delivery accounting)."""
+    ``on_read(seqs)`` is called with the results each read gave the PLC (delivery accounting)."""
 
-    def __init__(self, image: RegisterImage, link: Link, on_read: Callable[[int], None] | None = None) -> None:
+    def __init__(self, image: RegisterImage, link: Link, on_read: Callable[[set[int]], None] | None = None) -> None:
         self.image = image
         self.link = link
         self.on_read = on_read
@@ -51,7 +50,6 @@ class StationServer:
             return None
         # Serve one consistent snapshot: a result is never seen half-written.
         registers[:] = self.image.snapshot()
-        seq_address = ADDRESS["result_seq"]
-        if self.on_read is not None and address <= seq_address < address + count:
-            self.on_read(registers[seq_address])
+        if self.on_read is not None:
+            self.on_read(seqs_in(registers, address, count))
         return None

@@ -126,6 +126,7 @@ class PlcMemory:
     def __init__(self, link: Link, base_address: int) -> None:
         self.link, self.base = link, base_address
         self.words = [0] * (base_address + REGISTER_COUNT)
+        self.on_write: Callable[[], None] | None = None  # after each station write, before the reply
         self.station_writes = 0
         self.last_station_write: float | None = None
         self._server = None
@@ -146,6 +147,8 @@ class PlcMemory:
             self.words[address : address + len(values)] = list(values)
             self.station_writes += 1
             self.last_station_write = time.monotonic()
+            if self.on_write is not None:
+                self.on_write()
             return None
         registers[:] = self.words
         return None
@@ -189,7 +192,11 @@ class PlcSimulator:
         self.send_heartbeat = send_heartbeat
         self.conveyor = conveyor
         self.on_result = on_result
-        self.side = PlcMemory(link, base_address) if serve else StationPoller(link, timeout_s=0.5)
+        if serve:  # results are taken as the station writes them, before its write is answered
+            self.side = PlcMemory(link, base_address)
+            self.side.on_write = lambda: self._take(self.side.words[base_address : base_address + REGISTER_COUNT])
+        else:
+            self.side = StationPoller(link, timeout_s=0.5)
         self.counts = PlcCounts()
         self._last_seq = 0
         self._task: asyncio.Task | None = None

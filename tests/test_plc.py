@@ -22,7 +22,9 @@ from plc.registers import (
     ResultCode,
     Status,
     decode_history,
+    history_slot,
     join32,
+    seqs_in,
 )
 from plc.server import StationServer
 from plc.simulator import PlcMemory, PlcSimulator
@@ -265,8 +267,8 @@ def test_delivery_log_accounts_late_and_missing_results_once():
     for item in range(1, 5):
         code = ResultCode.TIMEOUT if item == 4 else ResultCode.PASS
         log.published(image.publish(item, code, item == 4, 40), item, t_trigger=t0, t_decided=t0 + 0.1)
-    assert log.delivered_upto(1, now=t0 + 0.2) == []  # in time
-    late = log.delivered_upto(2, now=t0 + 0.7)  # after the deadline: the ejector has passed
+    assert log.taken([1], now=t0 + 0.2) == []  # in time
+    late = log.taken([1, 2], now=t0 + 0.7)  # after the deadline: the ejector has passed
     assert [u.station_item_id for u in late] == [2] and "after the deadline" in late[0].detail
     gone = log.expire(now=t0 + 1.0)  # 3 never taken; 4 was decided late and is reported as such already
     assert [u.station_item_id for u in gone] == [3]
@@ -274,17 +276,19 @@ def test_delivery_log_accounts_late_and_missing_results_once():
     assert len(log.latencies_ms) == 2
 
 
-def test_delivery_log_follows_sequence_numbers_across_the_wrap():
-    log = DeliveryLog(deadline_s=None)
+def test_a_plc_read_delivers_the_results_it_covers_and_no_older_ones():
     image = RegisterImage()
-    for item in range(65534):
+    for item in range(1, 21):  # 20 results: the first 4 have scrolled out of the history
         image.publish(item, ResultCode.PASS, False, 40)
-    for item in range(4):  # seq 65535, 1, 2, 3
-        log.published(image.publish(item, ResultCode.PASS, False, 40), item, 0.0, 0.0)
-    log.delivered_upto(1, now=1.0)
-    assert log.pending() == 2
-    log.delivered_upto(3, now=1.0)
-    assert log.pending() == 0 and log.delivered == 4
+    words = image.snapshot()
+    assert sorted(seqs_in(words, 0, REGISTER_COUNT)) == list(range(5, 21))
+    assert seqs_in(words, 0, 16) == {20}  # the latest-result registers only
+    assert seqs_in(words, 0, 5) == set()  # result_seq without the item id is not a result
+    assert sorted(seqs_in(words, history_slot(7), 5)) == [7]
+    for item in range(65535 - 20 + 3):  # across the wrap 65535 → 1
+        image.publish(item, ResultCode.PASS, False, 40)
+    # slot 0 is not reused in the round that wraps (sequence 0 is skipped): it still holds 65520
+    assert sorted(seqs_in(image.snapshot(), 0, REGISTER_COUNT)) == [1, 2, 3, 65520, *range(65524, 65536)]
 
 
 def test_client_mode_keeps_the_plcs_copy_current_and_reconnects_after_the_plc_restarts():

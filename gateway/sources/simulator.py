@@ -68,10 +68,10 @@ class LineSimulator:
 
     def frames(self, stop: threading.Event) -> Iterator[Frame]:
         for trigger in triggers(self.config.rate_ppm, stop, self.plc):
-            if self.config.items and trigger.item_id > self.config.items:
-                return
             label, truth = self._next_label(trigger.item_id)
             yield trigger.frame(self._renderer.render(label, self._rng), "simulator", truth)
+            if trigger.item_id == self.config.items:  # the last one: do not wait for another trigger
+                return
 
     def _next_label(self, item_id: int) -> tuple[Print, LabelTruth]:
         defect = str(self._rng.choice(self._defects, p=self._weights / self._weights.sum()))
