@@ -72,9 +72,11 @@ class StationClient:
         self.on_written = on_written
         self.connected = False
         self.connects = 0
-        self._wake: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None  # the image changed
+        self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
+        self._stopping = False
 
     def notify(self) -> None:
         """The image changed (any thread): write it soon."""
@@ -83,19 +85,26 @@ class StationClient:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
+        self._wake, self._stop = asyncio.Event(), asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="modbus-client")
 
     async def stop(self) -> None:
+        """Finish the cycle in progress (a request cut off would leave its answer unclaimed), then stop."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping = True
+            self._stop.set()
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self.timeout_s * 2 + self.poll_s)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
             self._task = None
 
     async def _run(self) -> None:
         backoff = BACKOFF_MIN_S
-        while True:
+        while not self._stopping:
             client = self.link.client(self.timeout_s)
             try:
                 if not await client.connect():
@@ -111,16 +120,16 @@ class StationClient:
                     log.debug("PLC at %s not reachable: %s; next try in %.1f s", self.link, exc, backoff)
                 self.connected = False
                 client.close()
-                await asyncio.sleep(backoff)
+                with contextlib.suppress(TimeoutError):  # the backoff, cut short only by stop()
+                    await asyncio.wait_for(self._stop.wait(), backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
-            except BaseException:
+            else:
                 client.close()
-                raise
 
     async def _serve(self, client) -> None:
         written: list[int] | None = None
         refreshed = time.monotonic()
-        while True:
+        while not self._stopping:
             self._wake.clear()
             words = self.image.snapshot()
             if time.monotonic() - refreshed > REFRESH_S:

@@ -102,7 +102,13 @@ def test_run_with_a_folder_source_ends_with_the_folder(tmp_path):
     frames.mkdir()
     (frames / "a.png").write_bytes(b"not a png")
     config = write_config(
-        tmp_path, **{"source.kind": "folder", "source.folder": {"path": str(frames)}, "plc.simulator.enabled": False}
+        tmp_path,
+        **{
+            "source.kind": "folder",
+            "source.trigger": "timer",
+            "source.folder": {"path": str(frames)},
+            "plc.simulator.enabled": False,
+        },
     )
     run = subprocess.run(
         [*UDIGATE, "run", "--config", str(config)], cwd=tmp_path, capture_output=True, text=True, timeout=60
@@ -129,7 +135,7 @@ def test_run_reports_a_missing_folder_and_a_busy_port(tmp_path):
             [*UDIGATE, "run", "--config", str(busy)], cwd=tmp_path, capture_output=True, text=True, timeout=60
         )
     assert run.returncode == 1
-    assert f"cannot listen for Modbus TCP on 127.0.0.1:{port}" in run.stderr
+    assert f"cannot serve Modbus TCP 127.0.0.1:{port}" in run.stderr
     assert "Traceback" not in run.stderr
 
 
