@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import tomli_w
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from plc.registers import REGISTER_COUNT
 from vision.symbology import size_for
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
@@ -265,7 +266,7 @@ class ModbusSection(Section):
     stopbits: Literal[1, 2] = 1
     # client mode
     unit_id: int = Field(1, ge=0, le=247)  # the PLC's unit (slave) id
-    base_address: int = Field(0, ge=0, le=65535 - 107)  # where the station's map starts in the PLC
+    base_address: int = Field(0, ge=0, le=65536 - REGISTER_COUNT)  # where the station's map starts in the PLC
     poll_ms: float = Field(20, ge=1, le=10000)  # how often the PLC's block is read
     timeout_ms: float = Field(500, ge=10, le=60000)  # no answer for this long = the PLC is gone
 

@@ -116,8 +116,10 @@ class StationClient:
             except (ModbusException, ConnectionError, TimeoutError, OSError) as exc:
                 if self.connected:
                     log.error("lost the PLC at %s: %s; reconnecting", self.link, exc)
-                else:
-                    log.debug("PLC at %s not reachable: %s; next try in %.1f s", self.link, exc, backoff)
+                elif backoff == BACKOFF_MIN_S:  # the first failed try of an outage; the rest are retries
+                    log.warning(
+                        "PLC at %s not reachable: %s; retrying every %g-%g s", self.link, exc, backoff, BACKOFF_MAX_S
+                    )
                 self.connected = False
                 client.close()
                 with contextlib.suppress(TimeoutError):  # the backoff, cut short only by stop()

@@ -5,12 +5,16 @@ pymodbus servers and clients, whose constructors change between minor releases
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Literal
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import SimDevice
+
+# pymodbus logs every failed connect and retry; plc/ reports connection state itself, once per change.
+logging.getLogger("pymodbus").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True, slots=True)
