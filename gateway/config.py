@@ -382,6 +382,11 @@ class Config(Section):
     def _plc_trigger_needs_modbus(self) -> Config:
         if self.source.trigger == "plc" and not self.plc.modbus.enabled:
             raise ValueError('plc.modbus.enabled = true when source.trigger = "plc" (the trigger comes over Modbus)')
+        if self.plc.simulator.enabled and self.plc.modbus.transport == "rtu":
+            raise ValueError(
+                'plc.simulator.enabled = false with plc.modbus.transport = "rtu" (the simulated PLC '
+                "needs the other end of the serial line: run python -m plc.simulator rtu:DEVICE there)"
+            )
         return self
 
     def calibration_path(self) -> Path:

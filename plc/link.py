@@ -6,6 +6,7 @@ pymodbus servers and clients, whose constructors change between minor releases
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,6 +36,11 @@ class Link:
     def server(self, device: SimDevice) -> ModbusTcpServer | ModbusSerialServer:
         if self.transport == "tcp":
             return ModbusTcpServer(device, address=(self.host, self.port))
+        # pymodbus reports any failure to open the port as "could not start listen": say why first
+        if not os.path.exists(self.serial_port):
+            raise OSError(f"{self.serial_port}: no such serial device (adapter plugged in? see ls /dev/serial/by-id/)")
+        if not os.access(self.serial_port, os.R_OK | os.W_OK):
+            raise OSError(f"{self.serial_port}: no permission to open it (add the user to the group dialout)")
         return ModbusSerialServer(
             device, port=self.serial_port, baudrate=self.baudrate, parity=self.parity, stopbits=self.stopbits
         )

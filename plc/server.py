@@ -31,10 +31,10 @@ class StationServer:
             simdata=SimData(0, count=REGISTER_COUNT, datatype=DataType.REGISTERS),
             action=self._on_request,
         )
-        self._server = self.link.server(device)
         try:
+            self._server = self.link.server(device)
             await self._server.serve_forever(background=True)
-        except RuntimeError as exc:  # pymodbus reports a failed bind only this way
+        except (RuntimeError, OSError) as exc:  # pymodbus reports a failed bind as RuntimeError
             raise OSError(f"cannot serve {self.link}: {exc}") from None
         log.info("serving the station's registers on %s", self.link)
 

@@ -127,6 +127,27 @@ def test_problems_name_key_value_and_expected_form():
             "[vision]\ndecoder = 'zxing'\n[grading]\nenabled = true\n",
             'expected grading.enabled = true only with vision.decoder = "udigate"',
         ),
+        (
+            "[plc.modbus]\nmode = 'client'\n",
+            "plc.modbus: expected host = the PLC's address (e.g. \"192.168.0.10\") when mode = \"client\", "
+            "not '0.0.0.0'",
+        ),
+        ("[plc.modbus]\ntransport = 'rtu'\n", 'plc.modbus: expected a serial_port = "/dev/ttyUSB0" (or similar)'),
+        ("[plc.modbus]\nparity = 'X'\n", "plc.modbus.parity = 'X': expected 'N', 'E' or 'O'"),
+        ("[plc.modbus]\nbaudrate = 12345\n", "plc.modbus.baudrate = 12345: expected 1200, 2400, 4800, 9600, 19200"),
+        ("[plc]\non_heartbeat_lost = 'panic'\n", "plc.on_heartbeat_lost = 'panic': expected 'alarm', 'reject_all'"),
+        (
+            "[source]\ntrigger = 'plc'\n[plc.modbus]\nenabled = false\n",
+            'expected plc.modbus.enabled = true when source.trigger = "plc"',
+        ),
+        (
+            "[plc.modbus]\ntransport = 'rtu'\nserial_port = '/dev/ttyUSB0'\n[plc.simulator]\nenabled = true\n",
+            'expected plc.simulator.enabled = false with plc.modbus.transport = "rtu"',
+        ),
+        (
+            "[plc.simulator]\npitch_mm = [60, 40]\n",
+            "plc.simulator.pitch_mm = [60, 40]: expected [min, max] spacing in mm with 0 < min <= max",
+        ),
     ],
 )
 def test_each_problem_is_reported_precisely(text, expected):

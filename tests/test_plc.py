@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import time
 
+import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
 from gateway.broker import free_port
@@ -434,3 +435,9 @@ def test_mbpoll_reads_every_documented_address_and_writes_the_plc_block():
     assert [(t.item_id, t.encoder) for t in taken] == [(4242, 99)]
     assert values[ADDRESS["status"] + 1] & Status.TRIGGER_ACK
     assert join32(values[ADDRESS["count_triggers"] + 1], values[ADDRESS["count_triggers"] + 2]) == 1
+
+
+def test_a_missing_serial_device_is_named_at_start(tmp_path):
+    server = StationServer(RegisterImage(), Link("rtu", serial_port=str(tmp_path / "ttyUSB9")))
+    with pytest.raises(OSError, match=r"cannot serve Modbus RTU .*ttyUSB9: no such serial device"):
+        asyncio.run(server.start())
