@@ -89,7 +89,10 @@ class _Tracked:
 
 
 class StationPoller:
-    """The station is the Modbus server: read its map, write the PLC's block into it."""
+    """The station is the Modbus server: read its map, write the PLC's block into it.
+
+    Both sides of the simulator offer: ``open()`` (True when ready to read), ``connected``,
+    ``read()``, ``write()``, ``close()`` (after a failure) and ``shutdown()`` (at stop)."""
 
     def __init__(self, link: Link, timeout_s: float) -> None:
         self.link, self.timeout_s = link, timeout_s
@@ -101,6 +104,10 @@ class StationPoller:
             self._client = self.link.client(self.timeout_s)
             return await self._client.connect()
         return True
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.connected
 
     async def read(self) -> list[int]:
         reply = await self._client.read_holding_registers(0, count=REGISTER_COUNT)
@@ -118,6 +125,9 @@ class StationPoller:
             self._client.close()
             self._client = None
 
+    async def shutdown(self) -> None:
+        self.close()
+
 
 class PlcMemory:
     """The station is the Modbus client: serve PLC memory that the station writes its map into at
@@ -127,7 +137,6 @@ class PlcMemory:
         self.link, self.base = link, base_address
         self.words = [0] * (base_address + REGISTER_COUNT)
         self.on_write: Callable[[], None] | None = None  # after each station write, before the reply
-        self.station_writes = 0
         self.last_station_write: float | None = None
         self._server = None
 
@@ -138,6 +147,11 @@ class PlcMemory:
             )
             self._server = self.link.server(device)
             await self._server.serve_forever(background=True)
+        return True  # the memory is always there to read
+
+    @property
+    def connected(self) -> bool:
+        """The station wrote within the last 2 s."""
         return self.last_station_write is not None and time.monotonic() - self.last_station_write < 2.0
 
     async def _on_request(self, function_code, start_address, address, count, registers, values):
@@ -145,7 +159,6 @@ class PlcMemory:
             if address + len(values) > len(self.words):
                 return ExcCodes.ILLEGAL_ADDRESS
             self.words[address : address + len(values)] = list(values)
-            self.station_writes += 1
             self.last_station_write = time.monotonic()
             if self.on_write is not None:
                 self.on_write()
@@ -214,8 +227,8 @@ class PlcSimulator:
         self._overrun = False
 
     async def start(self) -> None:
-        if isinstance(self.side, PlcMemory):
-            await self.side.open()  # listen before the station tries to connect
+        with contextlib.suppress(*COMM_ERRORS):  # a served memory listens before the station connects
+            await self.side.open()
         self._task = asyncio.create_task(self._run(), name="plc-simulator")
 
     async def stop(self) -> None:
@@ -228,17 +241,11 @@ class PlcSimulator:
             await self._task
         self._task = None
         with contextlib.suppress(*COMM_ERRORS):
-            if await self.side.open() or isinstance(self.side, StationPoller):
+            if await self.side.open():
                 self._take(await self.side.read())
         while self._fifo:
             self._eject(self._fifo.popleft())
-        self.side.close()
-        if isinstance(self.side, PlcMemory):
-            await self.side.shutdown()
-
-    def pending_items(self) -> int:
-        """Items between the camera and the ejector."""
-        return len(self._fifo)
+        await self.side.shutdown()
 
     async def _run(self) -> None:
         last = time.monotonic()
@@ -250,8 +257,9 @@ class PlcSimulator:
             last = now
             if now >= retry_at:
                 try:
-                    self.counts.connected = await self.side.open()
-                    if self.counts.connected or isinstance(self.side, PlcMemory):
+                    ready = await self.side.open()
+                    self.counts.connected = self.side.connected
+                    if ready:
                         await self._cycle(await self.side.read(), now)
                 except COMM_ERRORS as exc:
                     if self.counts.connected:

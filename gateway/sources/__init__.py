@@ -81,17 +81,24 @@ class PlcTriggers:
         """One station trigger per PLC trigger until ``stop``; the triggers already queued then
         are still captured (the PLC is tracking those items), later ones are refused."""
         for item_id in itertools.count(1):
-            while True:
-                if stop.is_set():
-                    with self._lock:
-                        self._closed = True
-                try:
-                    plc = self._queue.get(timeout=0.05) if not self._closed else self._queue.get_nowait()
-                    break
-                except queue.Empty:
-                    if self._closed:
-                        return
+            plc = self._next(stop)
+            if plc is None:
+                return
             yield Trigger(item_id, plc.t, datetime.now(UTC), plc.item_id, plc.encoder)
+
+    def _next(self, stop: threading.Event) -> PlcTrigger | None:
+        """The next queued trigger; None once ``stop`` is set and the queue is empty."""
+        while not stop.is_set():
+            try:
+                return self._queue.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        with self._lock:
+            self._closed = True  # from now on offer() refuses: an overrun, not a lost item
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None
 
 
 class Source(Protocol):
