@@ -112,7 +112,7 @@ def main() -> int:
         summary = gateway.close()
         print_stages("whole simulated line (rendering + pipeline + MQTT + Modbus + reject log)", summary.stats, elapsed)
         print(
-            f"  MQTT {summary.mqtt_acknowledged}/{summary.mqtt_sent} acknowledged; PLC simulator read "
+            f"  MQTT {summary.mqtt_acknowledged}/{summary.mqtt_committed} acknowledged; PLC simulator read "
             f"{summary.plc.results} results, missed {summary.plc.missed}; reject log {summary.rejects_logged} entries"
         )
 

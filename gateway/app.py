@@ -28,7 +28,8 @@ from .broker import start_embedded_broker
 from .config import Config, ModbusSection
 from .ioloop import IoLoop
 from .jobs import JobControl
-from .mqtt import MqttPublisher
+from .mqtt import MqttPublisher, now_utc
+from .outbox import Outbox, OutboxFull
 from .pipeline import Pipeline, Verdict, line_reader
 from .reasons import result_code
 from .records import LineContext, item_record
@@ -63,8 +64,10 @@ class Summary:
     plc: PlcCounts | None
     plc_delivered: int  # results the PLC took in time
     plc_undelivered: int  # results it did not (reported on MQTT …/plc/undelivered)
-    mqtt_sent: int
-    mqtt_acknowledged: int
+    mqtt_committed: int  # records committed to the outbox in this run
+    mqtt_acknowledged: int  # records the broker acknowledged (earlier runs' included)
+    mqtt_pending: int  # records left in the outbox: sent at the next start
+    mqtt_refused: int  # records the full outbox could not keep
     rejects_logged: int
     rejects_failed: int
     source_error: str | None
@@ -74,7 +77,8 @@ class Summary:
         """True when every output received everything."""
         return (
             self.source_error is None
-            and self.mqtt_sent == self.mqtt_acknowledged
+            and self.mqtt_pending == 0
+            and self.mqtt_refused == 0
             and self.rejects_failed == 0
             and self.plc_undelivered == 0
             and (self.plc is None or self.plc.missed == 0)
@@ -105,6 +109,10 @@ class Gateway:
         self.delivery = DeliveryLog(config.plc.deadline_ms / 1000 if self.source.realtime else None)
         self.io = IoLoop()
         self.mqtt: MqttPublisher | None = None
+        self.mqtt_refused = 0
+        # Alarms on MQTT …/alarms (retained), each raised and cleared with a log line.
+        self.alarms = {"plc_heartbeat_lost": False, "outbox_filling": False, "outbox_full": False}
+        self._outbox_stops_line = False  # outbox full with on_full = "stop_line"
         self.rejects: RejectLog | None = None
         self.plc_simulator: PlcSimulator | None = None
         self.plc_client: StationClient | None = None  # client mode
@@ -140,15 +148,22 @@ class Gateway:
                 broker = start_embedded_broker(port, self.io.loop)
                 self._teardown.callback(broker.close)
                 host, port, broker_kind = broker.host, broker.port, broker.kind
-            self.mqtt = MqttPublisher(
-                config.mqtt, config.line.site, config.line.name, host, port, on_job_command=self.jobs.command
+            outbox = Outbox(
+                config.line.data_dir / "mqtt-outbox.db",
+                int(config.mqtt.outbox.max_mb * 1e6),
+                config.mqtt.outbox.durability,
             )
+            self._teardown.callback(outbox.close)
+            names = {"enterprise": config.line.enterprise, "site": config.line.site}
+            names |= {"area": config.line.area, "line": config.line.name}
+            self.mqtt = MqttPublisher(config.mqtt, names, host, port, outbox, on_job_command=self.jobs.command)
+            self.mqtt.set_state("job", self.jobs.describe())  # what the line is packing
+            self._publish_alarms("station started", None)
             self.mqtt.start()
-            self.mqtt.publish_job(self.jobs.describe())  # retained: what the line is packing
-            self.mqtt.publish_alarms({"plc_heartbeat_lost": False, "detail": "station started"})
             self._teardown.callback(self.mqtt.close)
-            counters = self.io.spawn(self._publish_counters())
-            self._teardown.callback(counters.cancel)
+            for task in (self._publish_counters(), self._watch_outbox()):
+                future = self.io.spawn(task)
+                self._teardown.callback(future.cancel)
             mqtt_endpoint = (host, port)
 
         if config.rejects.enabled:
@@ -241,8 +256,10 @@ class Gateway:
             plc=self.plc_simulator.counts if self.plc_simulator else None,
             plc_delivered=self.delivery.delivered,
             plc_undelivered=self.delivery.undelivered,
-            mqtt_sent=mqtt.sent if mqtt else 0,
+            mqtt_committed=mqtt.outbox.committed if mqtt else 0,
             mqtt_acknowledged=mqtt.acknowledged if mqtt else 0,
+            mqtt_pending=mqtt.outbox.count if mqtt else 0,
+            mqtt_refused=self.mqtt_refused,
             rejects_logged=rejects.written if rejects else 0,
             rejects_failed=rejects.failed if rejects else 0,
             source_error=f"{type(error).__name__}: {error}" if error else None,
@@ -265,7 +282,7 @@ class Gateway:
         if self.config.plc.modbus.enabled:  # what the PLC was told: its item id, and reject-all
             record["plc"] = {"item_id": result.item_id, "seq": result.seq, "reject": result.reject}
         if self.mqtt is not None:
-            self.mqtt.publish_item(record)
+            self._commit("verified" if verdict.passed else "rejected", record["record_id"], record)
         if self.rejects is not None and not verdict.passed:
             graded = (verdict.symbol, verdict.grade) if verdict.symbol and verdict.grade else None
             self.rejects.submit(record, verdict.frame.image, graded)
@@ -273,7 +290,7 @@ class Gateway:
     def _job_changed(self, job) -> None:
         self.pipeline.set_job(job)
         if self.mqtt is not None:
-            self.mqtt.publish_job(self.jobs.describe())
+            self.mqtt.set_state("job", self.jobs.describe())
 
     async def _watch_job_file(self) -> None:
         """``udigate job start|stop`` writes the job file; pick it up within a second."""
@@ -298,19 +315,15 @@ class Gateway:
                     last_change = now
                 last_bit = bit
             lost = timeout > 0 and last_change is not None and now - last_change > timeout
-            self.registers.set_status(
-                Status.REJECT_ALL, bool(control & Control.REJECT_ALL) or (lost and policy != "alarm")
-            )
-            self.registers.set_status(Status.STOP_LINE, lost and policy == "stop_line")
+            stop_line = (lost and policy == "stop_line") or self._outbox_stops_line
+            reject_all = bool(control & Control.REJECT_ALL) or (lost and policy != "alarm") or stop_line
+            self.registers.set_status(Status.REJECT_ALL, reject_all)
+            self.registers.set_status(Status.STOP_LINE, stop_line)
             if lost != alarm:
                 alarm = lost
                 self.registers.set_status(Status.PLC_ALARM, lost)
                 detail = f"no PLC heartbeat for {timeout:g} s" if lost else "PLC heartbeat back"
-                (log.error if lost else log.warning)("PLC alarm: %s (%s)", detail, policy)
-                if self.mqtt is not None:
-                    self.mqtt.publish_alarms(
-                        {"plc_heartbeat_lost": lost, "detail": detail, "action": policy if lost else None}
-                    )
+                self._alarm("plc_heartbeat_lost", lost, detail, policy)
 
     def _delivered(self, seqs: set[int]) -> None:
         """The PLC has these results (it read them, or the write into it succeeded)."""
@@ -323,17 +336,10 @@ class Gateway:
         for entry in undelivered:
             self.registers.count_timeout()
             if self.mqtt is not None:
-                r = entry.result
-                self.mqtt.publish_undelivered(
-                    {
-                        "item_id": entry.station_item_id,
-                        "plc_item_id": r.item_id,
-                        "seq": r.seq,
-                        "result_code": int(r.code),
-                        "reject": r.reject,
-                        "detail": entry.detail,
-                    }
-                )
+                r, key = entry.result, f"{self.context.run_id}/{entry.station_item_id}/undelivered"
+                event = {"event_id": key, "item_id": entry.station_item_id, "plc_item_id": r.item_id, "seq": r.seq}
+                event |= {"result_code": int(r.code), "reject": r.reject, "detail": entry.detail}
+                self._commit("plc/undelivered", key, event | {"timestamp": now_utc()})
         self._unlogged += undelivered
         if time.monotonic() - self._logged_at >= 5.0:  # an outage at line speed: one line per 5 s
             self._log_undelivered()
@@ -368,9 +374,42 @@ class Gateway:
             self.registers.beat()
             await asyncio.sleep(1.0)
 
+    def _commit(self, kind: str, key: str, record: dict) -> None:
+        """Into the outbox; a record the full outbox cannot keep is counted and alarmed."""
+        try:
+            self.mqtt.publish_record(kind, key, record)
+        except OutboxFull as exc:
+            self.mqtt_refused += 1
+            if not self.alarms["outbox_full"]:
+                on_full = self.config.mqtt.outbox.on_full
+                self._outbox_stops_line = on_full == "stop_line"
+                self._alarm("outbox_full", True, str(exc), on_full)
+
+    async def _watch_outbox(self) -> None:
+        """Filling (80 %) and full alarms, each cleared with some room to spare."""
+        outbox = self.mqtt.outbox
+        while True:
+            await asyncio.sleep(0.5)
+            fill = outbox.fill
+            if self.alarms["outbox_filling"] != (fill >= (0.7 if self.alarms["outbox_filling"] else 0.8)):
+                detail = f"MQTT outbox {fill:.0%} full: {outbox.count} records wait for the broker"
+                self._alarm("outbox_filling", not self.alarms["outbox_filling"], detail, None)
+            if self.alarms["outbox_full"] and fill < 0.9:
+                self._outbox_stops_line = False
+                self._alarm("outbox_full", False, f"MQTT outbox has room again ({fill:.0%})", None)
+
+    def _alarm(self, name: str, active: bool, detail: str, action: str | None) -> None:
+        self.alarms[name] = active
+        (log.error if active else log.warning)("alarm %s %s: %s", name, "raised" if active else "cleared", detail)
+        self._publish_alarms(detail, action if active else None)
+
+    def _publish_alarms(self, detail: str, action: str | None) -> None:
+        if self.mqtt is not None:
+            self.mqtt.set_state("alarms", {**self.alarms, "detail": detail, "action": action, "timestamp": now_utc()})
+
     async def _publish_counters(self) -> None:
         while True:
             await asyncio.sleep(self.config.mqtt.counters_interval_s)
             snapshot = asdict(self.stats.snapshot())
             del snapshot["truth_mismatches"]
-            self.mqtt.publish_counters(snapshot)
+            self.mqtt.set_state("counters", snapshot)

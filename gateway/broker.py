@@ -54,13 +54,16 @@ def die_with_parent(command: list[str]) -> list[str]:
 
 
 class Mosquitto:
-    """A private mosquitto process listening on ``host:port`` (anonymous, no persistence)."""
+    """A private mosquitto process listening on ``host:port``. ``listener_config`` adds lines to
+    its listener (TLS, authentication); with ``persistence`` it keeps sessions and queued
+    messages across stop/start."""
 
     kind = "mosquitto"
 
-    def __init__(self, host: str, port: int, extra_config: str = "") -> None:
+    def __init__(self, host: str, port: int, listener_config: str = "", persistence: bool = False) -> None:
         self.host, self.port = host, port
-        self.extra_config = extra_config
+        self.listener_config = listener_config
+        self.persistence = persistence
         self._folder = tempfile.TemporaryDirectory(prefix="udigate-mosquitto-")
         self.log_path = Path(self._folder.name) / "mosquitto.log"
         self._process: subprocess.Popen | None = None
@@ -69,10 +72,12 @@ class Mosquitto:
         config = Path(self._folder.name) / "mosquitto.conf"
         # Run it as our own user: started as root, mosquitto would switch to its "mosquitto"
         # user, and that switch cancels the parent-death signal that stops it if we are killed.
+        listener = self.listener_config or "allow_anonymous true"
+        persistence = f"persistence true\npersistence_location {self._folder.name}/" if self.persistence else ""
         config.write_text(
-            f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
-            f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
-            f"log_dest file {self.log_path}\nlog_type error\nlog_type warning\n{self.extra_config}"
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}\n{persistence or 'persistence false'}\n"
+            f"log_dest file {self.log_path}\nlog_type error\nlog_type warning\n"
+            f"listener {self.port} {self.host}\n{listener}\n"
         )
         with open(self.log_path, "ab") as output:
             # Its own session: a Ctrl-C in the terminal reaches the gateway, which then flushes

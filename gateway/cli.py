@@ -398,7 +398,11 @@ def _print_summary(console: Console, summary: Summary) -> None:
     console.print(stages)
     for mismatch in s.truth_mismatches:
         console.print(f"  ground truth mismatch: {mismatch}")
-    console.print(f"MQTT: {summary.mqtt_sent} messages sent, {summary.mqtt_acknowledged} acknowledged by the broker")
+    console.print(
+        f"MQTT: {summary.mqtt_committed} records committed, {summary.mqtt_acknowledged} acknowledged by the broker"
+        + (f", {summary.mqtt_pending} kept in the outbox for the next start" if summary.mqtt_pending else "")
+        + (f", [red]{summary.mqtt_refused} NOT KEPT (outbox full)[/red]" if summary.mqtt_refused else "")
+    )
     if summary.plc is not None:
         plc = summary.plc
         console.print(f"PLC simulator: {plc.results} results read, {plc.rejects} rejects, {plc.missed} missed")

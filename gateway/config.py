@@ -51,7 +51,10 @@ class Section(BaseModel):
 
 
 class LineSection(Section):
+    # ISA-95 levels: enterprise / site / area / line (MQTT topics and Sparkplug names use them)
+    enterprise: Name = "enterprise"
     site: Name = "site1"
+    area: Name = "packaging"
     name: Name = "line1"
     # SQLite database, reject images and other state; relative paths are taken from the
     # working directory.
@@ -312,28 +315,123 @@ class PlcSection(Section):
     simulator: PlcSimulatorSection = PlcSimulatorSection()
 
 
+def _existing_file(what: str):
+    def check(path: Path) -> Path:
+        if not path.is_file():
+            raise ValueError(f"{what} (no such file)")
+        return path
+
+    return AfterValidator(check)
+
+
+PemFile = Annotated[Path, _existing_file("a readable PEM file")]
+_password_file = _existing_file("a readable file whose first line is the password")
+
+
+class MqttTlsSection(Section):
+    """TLS to the broker (port 8883 by convention); the broker's certificate is always verified."""
+
+    enabled: bool = False
+    ca_file: PemFile | None = None  # the CA that signed the broker's certificate; none = the system's CAs
+    cert_file: PemFile | None = None  # client certificate (brokers with require_certificate) ...
+    key_file: PemFile | None = None  # ... and its private key
+    check_hostname: bool = True  # false only for brokers reached by an address not in their certificate
+
+    @model_validator(mode="after")
+    def _pair(self) -> MqttTlsSection:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("mqtt.tls.cert_file and mqtt.tls.key_file together (a client certificate needs its key)")
+        return self
+
+
+class OutboxSection(Section):
+    """Every record is committed here before it is published and deleted after the broker's
+    acknowledgement, so a broker outage or a killed gateway loses nothing."""
+
+    max_mb: float = Field(512, gt=0, le=1_000_000)  # disk quota of records waiting for the broker
+    # "process": survives a killed gateway (WAL, synchronous=NORMAL); "power": also a power cut
+    # (an fsync per record)
+    durability: Literal["process", "power"] = "process"
+    # At 80 % the …/alarms outbox_filling alarm is raised. When full, a record cannot be kept:
+    # "stop_line" asks the PLC to stop the line (status bit 9) and rejects every item until there
+    # is room again, so no pack leaves without its record; "alarm" keeps the line running and
+    # counts the records it could not keep.
+    on_full: Literal["stop_line", "alarm"] = "stop_line"
+
+
+class SparkplugSection(Section):
+    """``mqtt.format = "sparkplug"``: Sparkplug B 3.0 (spBv1.0/<group>/…/<edge node>/<device>)."""
+
+    group_id: Name = "udigate"
+    edge_node_id: str = "{site}-{line}"  # fields {enterprise} {site} {area} {line}
+    device_id: Name = "station"
+    # The primary host application whose retained spBv1.0/STATE/<id> gates publishing: while it
+    # is offline, records wait in the outbox and are replayed as historical; "" = not watched.
+    primary_host_id: str = Field("", pattern=r"^[A-Za-z0-9_.-]*$")
+    # The specification publishes data at QoS 0 (the outbox then lets a record go once written to
+    # the socket); 1 keeps it until the broker's acknowledgement, as the JSON feed does.
+    data_qos: Literal[0, 1] = 0
+
+    @field_validator("edge_node_id")
+    @classmethod
+    def _edge_node_form(cls, value: str) -> str:
+        return _topic_fields(value, "a name", allow_slash=False)
+
+
+def _topic_fields(value: str, what: str, allow_slash: bool = True) -> str:
+    try:
+        topic = value.format(enterprise="e", site="s", area="a", line="l")
+    except (KeyError, IndexError, ValueError):
+        raise ValueError(f"{what} that uses no fields but {{enterprise}} {{site}} {{area}} {{line}}") from None
+    bad = "+#$" if allow_slash else "+#$/"
+    if not topic or any(c in topic for c in bad) or topic.startswith("/") or topic.endswith("/") or " " in topic:
+        raise ValueError(f"{what} without spaces, {' '.join(bad)} and without a leading or trailing /")
+    return value
+
+
 class MqttSection(Section):
     enabled: bool = True
     # Empty host: start an embedded broker on 127.0.0.1:port (mosquitto when installed,
     # otherwise an in-process one); when the port is taken, a free one is used and shown.
     host: str = ""
     port: int = Field(1883, ge=1, le=65535)
+    # ISA-95 style: fields {enterprise} {site} {area} {line} from [line]
     topic_root: str = "udigate/{site}/{line}"
-    qos: Literal[0, 1, 2] = 1
+    qos: Literal[1, 2] = 1  # item records; an acknowledgement is what lets the outbox delete one
     client_id: str = ""  # empty = udigate-<site>-<line>
     keepalive_s: int = Field(30, ge=5, le=3600)
     counters_interval_s: float = Field(10, gt=0, le=3600)
+    # "auto": MQTT 5 (record id as a user property, response topics), 3.1.1 when the broker refuses it
+    protocol: Literal["auto", "5", "3.1.1"] = "auto"
+    username: str = ""
+    password: str = ""  # prefer password_file: config files get copied around
+    password_file: Annotated[Path, _password_file] | None = None  # first line is the password
+    format: Literal["json", "sparkplug"] = "json"
+    # also publish each record as an EPCIS 2.0 ObjectEvent (JSON-LD) on …/epcis
+    epcis: bool = False
+    tls: MqttTlsSection = MqttTlsSection()
+    outbox: OutboxSection = OutboxSection()
+    sparkplug: SparkplugSection = SparkplugSection()
 
     @field_validator("topic_root")
     @classmethod
     def _topic_root_form(cls, value: str) -> str:
-        try:
-            topic = value.format(site="s", line="l")
-        except (KeyError, IndexError, ValueError):
-            raise ValueError("a topic that uses no fields but {site} and {line}") from None
-        if any(c in topic for c in "+#") or topic.startswith("/") or topic.endswith("/"):
-            raise ValueError("a topic without + or # and without a leading or trailing /")
-        return value
+        return _topic_fields(value, "a topic")
+
+    @model_validator(mode="after")
+    def _one_password(self) -> MqttSection:
+        if self.password and self.password_file is not None:
+            raise ValueError("mqtt.password or mqtt.password_file, not both")
+        if (self.password or self.password_file) and not self.username:
+            raise ValueError("mqtt.username with mqtt.password / mqtt.password_file")
+        return self
+
+    def secret(self) -> str | None:
+        """The password, read from password_file when set."""
+        if self.password_file is not None:
+            lines = self.password_file.read_text(encoding="utf-8").splitlines()
+            return lines[0] if lines else ""
+        return self.password or None
 
 
 class UdidSection(Section):

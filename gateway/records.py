@@ -8,6 +8,7 @@ import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from .codes.gs1 import digital_link
 from .pipeline import Verdict
 from .reasons import REASONS, result_code
 
@@ -36,7 +37,8 @@ def item_record(verdict: Verdict, context: LineContext) -> dict:
         "job": verdict.job_id,
         "run_id": context.run_id,
         "item_id": verdict.item_id,
-        "timestamp": verdict.frame.timestamp.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp": _iso(verdict.frame.timestamp),  # capture
+        "decided_at": _iso(datetime.now(UTC)),
         "verdict": "pass" if verdict.passed else "reject",
         "result_code": int(result_code(verdict.reasons)),
         "reasons": [{"code": f.code, "text": REASONS[f.code].text, "detail": f.message} for f in verdict.findings],
@@ -52,13 +54,23 @@ def item_record(verdict: Verdict, context: LineContext) -> dict:
             symbol_size=f"{symbol.rows}x{symbol.cols}",
         )
     if content is not None:
-        record.update(issuer=content.issuer, hri=content.hri, fields=content.fields)
+        record.update(issuer=content.issuer, hri=content.hri, fields=content.fields, di=content.di)
+        record["pi"] = {
+            "lot": content.lot,
+            "serial": content.serial,
+            "production_date": content.production.isoformat() if content.production else None,
+            "expiry": content.expiry.isoformat() if content.expiry else None,
+        }
         if content.expiry is not None:
-            record["expiry"] = content.expiry.isoformat()
+            record["expiry"] = content.expiry.isoformat()  # schema 1.0 had only this one
+        link = digital_link(content.fields) if content.issuer.startswith("GS1") and not content.suspect else None
+        if link is not None:
+            record["digital_link"] = link
     if grade is not None:
         record["grade"] = grade.to_dict()
     product = verdict.product
     if product is not None:  # the two-code mapping: UDI-DI with the medical insurance code
+        record["insurance_code"] = product.ybbm
         record["product"] = {
             "name": product.name,
             "model": product.model,
@@ -68,3 +80,7 @@ def item_record(verdict: Verdict, context: LineContext) -> dict:
             "registration": product.registration,
         }
     return record
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

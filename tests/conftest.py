@@ -30,13 +30,26 @@ def mosquitto() -> Iterator[Mosquitto]:
 
 
 class Subscriber:
-    """Collects every message under a topic filter, in arrival order."""
+    """Collects every message under a topic filter, in arrival order. ``session`` names a
+    persistent session (MQTT 3.1.1, clean_session false) that the broker keeps, with the QoS 1
+    messages it queues, while the subscriber is away; ``mqtt5`` subscribes with MQTT 5 to see
+    user properties."""
 
-    def __init__(self, host: str, port: int, topic: str) -> None:
+    def __init__(
+        self, host: str, port: int, topic: str, session: str | None = None, mqtt5: bool = False, **tls
+    ) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
+        self.user_properties: list[dict[str, str]] = []  # per message, MQTT 5 only
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"test-sub-{time.monotonic_ns()}")
+        client_id = session or f"test-sub-{time.monotonic_ns()}"
+        if mqtt5:
+            self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+        else:
+            self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not session)
+        if tls:
+            self.client.tls_set(**tls)
+        self.client.reconnect_delay_set(0.1, 0.5)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
@@ -47,6 +60,7 @@ class Subscriber:
     def _on_message(self, client, userdata, message) -> None:
         with self._lock:
             self.messages.append((message.topic, message.payload, message.retain))
+            self.user_properties.append(dict(getattr(message.properties, "UserProperty", [])))
 
     def json_on(self, suffix: str) -> list[dict]:
         with self._lock:
@@ -69,8 +83,8 @@ class Subscriber:
 def subscribe():
     subscribers: list[Subscriber] = []
 
-    def make(host: str, port: int, topic: str = "#") -> Subscriber:
-        subscribers.append(Subscriber(host, port, topic))
+    def make(host: str, port: int, topic: str = "#", **options) -> Subscriber:
+        subscribers.append(Subscriber(host, port, topic, **options))
         return subscribers[-1]
 
     yield make

@@ -87,8 +87,8 @@ def test_sigterm_stops_cleanly_and_keeps_every_reject(tmp_path):
     assert "Traceback" not in err and "SIGTERM: finishing the items in progress" in err
     stored = int(re.search(r"reject log: (\d+) rejects stored", out)[1])
     rejected = int(re.search(r"│ rejected\s*│\s*(\d+)", out)[1])
-    sent, acked = map(int, re.search(r"MQTT: (\d+) messages sent, (\d+) acknowledged", out).groups())
-    assert stored == rejected > 0 and sent == acked
+    committed, acked = map(int, re.search(r"MQTT: (\d+) records committed, (\d+) acknowledged", out).groups())
+    assert stored == rejected > 0 and committed == acked > 0 and "kept in the outbox" not in out
     db = sqlite3.connect(tmp_path / "data" / "udigate.db")
     assert db.execute("SELECT count(*), count(image) FROM rejects").fetchone() == (rejected, rejected)
     pictures = list((tmp_path / "data" / "rejects").glob("*/*.png"))

@@ -17,10 +17,11 @@ from datetime import date
 from functools import cache
 from importlib import resources
 
-from biip import ParseConfig, ParseError
+from biip import EncodeError, ParseConfig, ParseError
 from biip.gs1_application_identifiers import GS1ApplicationIdentifier
 from biip.gs1_digital_link_uris import GS1DigitalLinkURI
 from biip.gs1_element_strings import GS1ElementString
+from biip.gs1_messages import GS1Message
 
 from ..reasons import Finding
 from . import GS, CodePolicy, ParsedCode
@@ -235,3 +236,13 @@ def parse_digital_link(uri: str, policy: CodePolicy, today: date) -> ParsedCode:
     data = GS.join(e.ai.ai + e.value for e in link.element_strings)
     parsed = parse_element_string(data, policy, today, issuer="GS1 Digital Link")
     return replace(parsed, input=uri)
+
+
+def digital_link(fields: dict[str, str]) -> str | None:
+    """The canonical GS1 Digital Link URI (id.gs1.org) of a code's AIs; None when they make no
+    valid one (no primary key such as a GTIN, or a value biip refuses)."""
+    try:
+        message = GS1Message.parse(from_hri("".join(f"({ai}){value}" for ai, value in fields.items())), config=_BIIP)
+        return GS1DigitalLinkURI.from_element_strings(message.element_strings).as_canonical_uri()
+    except (ParseError, EncodeError, ValueError):
+        return None
