@@ -36,7 +36,14 @@ class Subscriber:
     user properties."""
 
     def __init__(
-        self, host: str, port: int, topic: str, session: str | None = None, mqtt5: bool = False, **tls
+        self,
+        host: str,
+        port: int,
+        topic: str,
+        session: str | None = None,
+        mqtt5: bool = False,
+        auth: tuple[str, str] | None = None,
+        **tls,
     ) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.user_properties: list[dict[str, str]] = []  # per message, MQTT 5 only
@@ -49,6 +56,8 @@ class Subscriber:
             self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=not session)
         if tls:
             self.client.tls_set(**tls)
+        if auth:
+            self.client.username_pw_set(*auth)
         self.client.reconnect_delay_set(0.1, 0.5)
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
