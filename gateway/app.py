@@ -24,6 +24,7 @@ from plc.registers import Control, RegisterImage, ResultCode, Status
 from plc.server import StationServer
 from plc.simulator import Conveyor, PlcCounts, PlcSimulator
 
+from . import epcis
 from .broker import start_embedded_broker
 from .config import Config, ModbusSection
 from .ioloop import IoLoop
@@ -283,6 +284,8 @@ class Gateway:
             record["plc"] = {"item_id": result.item_id, "seq": result.seq, "reject": result.reject}
         if self.mqtt is not None:
             self._commit("verified" if verdict.passed else "rejected", record["record_id"], record)
+            if self.config.mqtt.epcis:
+                self._commit_epcis(record)
         if self.rejects is not None and not verdict.passed:
             graded = (verdict.symbol, verdict.grade) if verdict.symbol and verdict.grade else None
             self.rejects.submit(record, verdict.frame.image, graded)
@@ -385,6 +388,20 @@ class Gateway:
                 self._outbox_stops_line = on_full == "stop_line"
                 self._alarm("outbox_full", True, str(exc), on_full)
 
+    def _commit_epcis(self, record: dict) -> None:
+        """The record as an EPCIS 2.0 document on …/epcis; a pack without a code has none, and
+        one whose key EPCIS cannot carry is logged (its udigate record went out anyway)."""
+        mqtt = self.config.mqtt
+        read_point = mqtt.epcis_read_point or f"urn:udigate:location:{self.context.site}:{self.context.line}"
+        try:
+            event = epcis.object_event(record, read_point=read_point, biz_location=mqtt.epcis_biz_location or None)
+        except epcis.EpcisError as exc:
+            log.warning("no EPCIS event: %s", exc)
+            return
+        if event is not None:
+            document = epcis.document([event], created=record["decided_at"])
+            self._commit("epcis", f"{record['record_id']}/epcis", document)
+
     async def _watch_outbox(self) -> None:
         """Filling (80 %) and full alarms, each cleared with some room to spare."""
         outbox = self.mqtt.outbox
@@ -412,4 +429,4 @@ class Gateway:
             await asyncio.sleep(self.config.mqtt.counters_interval_s)
             snapshot = asdict(self.stats.snapshot())
             del snapshot["truth_mismatches"]
-            self.mqtt.set_state("counters", snapshot)
+            self.mqtt.publish_counters(snapshot)

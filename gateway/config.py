@@ -409,6 +409,10 @@ class MqttSection(Section):
     format: Literal["json", "sparkplug"] = "json"
     # also publish each record as an EPCIS 2.0 ObjectEvent (JSON-LD) on …/epcis
     epcis: bool = False
+    # EPCIS readPoint / bizLocation: URIs (a GS1 Digital Link of a GLN, an SGLN …); "" = a
+    # udigate URN of the line (urn:udigate:location:<site>:<line>) / none
+    epcis_read_point: str = Field("", pattern=r"^([A-Za-z][A-Za-z0-9+.-]*:\S+)?$")
+    epcis_biz_location: str = Field("", pattern=r"^([A-Za-z][A-Za-z0-9+.-]*:\S+)?$")
     tls: MqttTlsSection = MqttTlsSection()
     outbox: OutboxSection = OutboxSection()
     sparkplug: SparkplugSection = SparkplugSection()

@@ -28,7 +28,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import paho.mqtt.client as paho
@@ -45,6 +45,8 @@ CONNECT_TIMEOUT_S = 10.0
 RECONNECT_DELAYS_S = (0.5, 10.0)  # first retry, cap (doubling in between)
 # CONNACK reason codes meaning "this broker does not speak MQTT 5" (3.1.1 code 1 and its v5 name)
 UNSUPPORTED_PROTOCOL = {1, 132}
+# outbox kinds Sparkplug carries as device data (the EPCIS documents stay JSON-LD on …/epcis)
+SPARKPLUG_KINDS = {"verified": "verified", "rejected": "rejected", "plc/undelivered": "undelivered"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,11 @@ class MqttPublisher:
         self.status_topic = f"{self.root}/status"
         self.command_topic = f"{self.root}/job/set"
         self._on_job_command = on_job_command
+        self.sparkplug = _sparkplug_node(config, names) if config.format == "sparkplug" else None
+        self._host_online = self.sparkplug is None or self.sparkplug.state_topic is None
+        self._born_at: float | None = None  # Sparkplug: when this connection's birth went out
+        self._rebirth = False
+        self._counters: dict | None = None  # Sparkplug: line counters not yet sent as DDATA
         self._lock = threading.Condition()
         self._states: dict[str, bytes] = {}  # retained topic → latest payload
         self._dirty: list[str] = []  # state topics to (re)publish
@@ -115,6 +122,13 @@ class MqttPublisher:
             if topic not in self._dirty:
                 self._dirty.append(topic)
             self._lock.notify()
+
+    def publish_counters(self, counters: dict) -> None:
+        """Retained ``…/counters``; with Sparkplug also the device's ``Line/…`` metrics."""
+        self.set_state("counters", counters)
+        if self.sparkplug is not None:
+            with self._lock:
+                self._counters = counters
 
     @property
     def acknowledged(self) -> int:
@@ -194,8 +208,11 @@ class MqttPublisher:
         what it acknowledged; publish changed state and replies."""
         with self._lock:
             self._dirty = list(self._states)
-        if self._on_job_command is not None:
-            client.subscribe(self.command_topic, qos=1)
+            self._born_at, self._rebirth = None, False
+        topics = [self.command_topic] if self._on_job_command is not None else []
+        topics += self.sparkplug.subscriptions if self.sparkplug is not None else []
+        for topic in topics:
+            client.subscribe(topic, qos=1)
         self.connected.set()
         cursor = 0  # the last outbox seq handed to this connection
         while True:
@@ -209,25 +226,52 @@ class MqttPublisher:
                 states = [Message(t, self._states[t], 1, retain=True) for t in dirty]
                 replies, self._replies = self._replies, []
                 room = WINDOW - len(self._inflight)
+                sparkplug = self._sparkplug_messages() if self.sparkplug is not None else []
+                if sparkplug is None:  # the primary host went offline: Sparkplug starts over
+                    break
+                if self.sparkplug is not None and self._born_at is None:
+                    room = 0  # records wait for the birth
             if acked:
                 self.outbox.remove(acked)
                 with self._lock:
                     self._lock.notify_all()  # close() waits for the outbox to empty
-            for message in states + replies:
+            for message in states + replies + sparkplug:
                 self._send(client, message, None)
             entries = self.outbox.after(cursor, room) if room > 0 else []
             for entry in entries:
                 self._send(client, self._record_message(entry), entry.seq)
                 cursor = entry.seq
             self.sent += len(entries)
-            if not (acked or states or replies or entries):
+            if not (acked or states or replies or sparkplug or entries):
                 with self._lock:
                     if self._session_alive and not self._acked and not self._dirty and not self._replies:
                         self._lock.wait(0.5)
         self._sign_off(client)
 
+    def _sparkplug_messages(self) -> list | None:
+        """Births when due (connected and the primary host online, or a rebirth request) and
+        changed counters; None when the host went offline after the birth. Lock held."""
+        node = self.sparkplug
+        if self._born_at is not None and not self._host_online:
+            return None
+        if self._born_at is None and self._host_online or self._rebirth and self._born_at is not None:
+            self._born_at = self._born_at or time.time()
+            self._rebirth = False
+            messages, self._counters = node.birth(self._counters), None
+            return messages
+        if self._counters is not None and self._born_at is not None:
+            messages, self._counters = node.counters(self._counters), None
+            return messages
+        return []
+
     def _sign_off(self, client: paho.Client) -> None:
-        """Retained ``offline`` (a clean disconnect sends no will), then disconnect."""
+        """Sparkplug's deaths and the retained ``offline`` (a clean disconnect sends no will),
+        then disconnect."""
+        if self.sparkplug is not None and self._born_at is not None:
+            self._send(client, self.sparkplug.death_device(), None)
+            self._send(client, self.sparkplug.death_node(), None)
+        elif self.sparkplug is not None:
+            self._send(client, self.sparkplug.death_node(), None)
         self._states[self.status_topic] = _status("offline")
         info = self._send(client, Message(self.status_topic, self._states[self.status_topic], 1, retain=True), None)
         try:
@@ -236,13 +280,21 @@ class MqttPublisher:
             pass
         client.disconnect()
 
-    def _record_message(self, entry: Entry) -> Message:
+    def _record_message(self, entry: Entry):
+        """The record as JSON on ``…/<kind>``; with Sparkplug as DDATA (historical when it was
+        committed before this connection's birth), EPCIS documents staying JSON-LD."""
+        if self.sparkplug is not None and entry.kind in SPARKPLUG_KINDS:
+            record = json.loads(entry.payload)
+            message = self.sparkplug.data(SPARKPLUG_KINDS[entry.kind], record, historical=entry.created < self._born_at)
+            return replace(message, qos=self.config.sparkplug.data_qos)
         properties = {"UserProperty": [("record_id", entry.key)], "ContentType": "application/json"}
         return Message(f"{self.root}/{entry.kind}", entry.payload, self.config.qos, properties=properties)
 
-    def _send(self, client: paho.Client, message: Message, seq: int | None) -> paho.MQTTMessageInfo:
+    def _send(self, client: paho.Client, message, seq: int | None) -> paho.MQTTMessageInfo:
+        """Publish ``message`` (this module's or Sparkplug's), remembering which outbox entry
+        its acknowledgement frees."""
         properties = None
-        if self.protocol == paho.MQTTv5 and message.properties:
+        if self.protocol == paho.MQTTv5 and getattr(message, "properties", None):
             properties = Properties(PacketTypes.PUBLISH)
             for name, value in message.properties.items():
                 setattr(properties, name, value)
@@ -259,7 +311,11 @@ class MqttPublisher:
     def _client(self) -> paho.Client:
         config = self.config
         client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=self.protocol)
-        client.will_set(self.status_topic, _status("offline"), qos=1, retain=True)
+        if self.sparkplug is not None:  # the node's death certificate, with this connection's bdSeq
+            will = self.sparkplug.will()
+            client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
+        else:
+            client.will_set(self.status_topic, _status("offline"), qos=1, retain=True)
         client.max_queued_messages_set(0)
         client.max_inflight_messages_set(WINDOW)
         if config.username:
@@ -321,6 +377,16 @@ class MqttPublisher:
             self._lock.notify()
 
     def _on_message(self, client, userdata, message) -> None:
+        if self.sparkplug is not None and message.topic != self.command_topic:
+            online = self.sparkplug.host_online(message.topic, message.payload)
+            with self._lock:
+                if online is not None:
+                    self._host_online = online
+                    log.warning("Sparkplug primary host %s", "online" if online else "offline: records wait")
+                elif self.sparkplug.command(message.topic, message.payload) == "rebirth":
+                    self._rebirth = True
+                self._lock.notify()
+            return
         if message.topic != self.command_topic or self._on_job_command is None:
             return
         ack = json.dumps(self._on_job_command(message.payload), separators=(",", ":")).encode()
@@ -332,6 +398,22 @@ class MqttPublisher:
         with self._lock:
             self._replies.append(Message(topic, ack, 1, properties=properties))
             self._lock.notify()
+
+
+def _sparkplug_node(config: MqttSection, names: dict[str, str]):
+    try:
+        from .sparkplug import SparkplugNode
+    except ImportError as exc:  # pysparkplug is installed by ./dev, without its paho-mqtt<2 pin
+        raise RuntimeError(
+            f'mqtt.format = "sparkplug" needs pysparkplug ({exc}): pip install --no-deps pysparkplug==0.6.1'
+        ) from None
+    sparkplug = config.sparkplug
+    return SparkplugNode(
+        sparkplug.group_id,
+        sparkplug.edge_node_id.format(**names),
+        sparkplug.device_id,
+        sparkplug.primary_host_id or None,
+    )
 
 
 def _status(state: str) -> bytes:
