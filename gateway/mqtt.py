@@ -103,7 +103,6 @@ class MqttPublisher:
     # -- the gateway's side -------------------------------------------------------------------
 
     def start(self) -> None:
-        self._states[self.status_topic] = _status("online")
         self._thread.start()
 
     def publish_record(self, kind: str, key: str, record: dict) -> int:
@@ -207,6 +206,7 @@ class MqttPublisher:
         """Hand records to the broker in order, keeping at most WINDOW unacknowledged; delete
         what it acknowledged; publish changed state and replies."""
         with self._lock:
+            self._states[self.status_topic] = _status("online")
             self._dirty = list(self._states)
             self._born_at, self._rebirth = None, False
         topics = [self.command_topic] if self._on_job_command is not None else []
@@ -227,10 +227,12 @@ class MqttPublisher:
                 replies, self._replies = self._replies, []
                 room = WINDOW - len(self._inflight)
                 sparkplug = self._sparkplug_messages() if self.sparkplug is not None else []
-                if sparkplug is None:  # the primary host went offline: Sparkplug starts over
-                    break
                 if self.sparkplug is not None and self._born_at is None:
                     room = 0  # records wait for the birth
+            if sparkplug is None:  # the primary host went offline: Sparkplug starts over
+                self._send(client, self.sparkplug.death_node(), None)
+                client.disconnect()
+                return
             if acked:
                 self.outbox.remove(acked)
                 with self._lock:
