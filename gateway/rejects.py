@@ -142,7 +142,7 @@ class RejectLog:
                     record["timestamp"],
                     record["site"],
                     record["line"],
-                    record["job"],
+                    record["job"] or "",  # "" = no active production order
                     codes[0],
                     json.dumps(codes),
                     record.get("data"),

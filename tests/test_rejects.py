@@ -56,3 +56,13 @@ def test_newer_database_is_refused(tmp_path):
     db.close()
     with pytest.raises(RuntimeError, match="written by a newer udigate"):
         open_database(tmp_path / "udigate.db")
+
+
+def test_a_reject_without_a_production_order_is_kept(tmp_path):
+    log = RejectLog(tmp_path, "png")
+    log.start()
+    log.submit({**reject(1, ("no_active_job",)), "job": None}, None)  # the MES stopped the order
+    log.close()
+    assert (log.written, log.failed) == (1, 0)
+    db = sqlite3.connect(tmp_path / "udigate.db")
+    assert db.execute("SELECT job, reason FROM rejects").fetchall() == [("", "no_active_job")]
