@@ -149,3 +149,44 @@ def test_a_full_outbox_raises_the_alarm_and_stops_the_line(tmp_path, subscribe):
 def test_outbox_and_sparkplug_configuration_is_checked(tmp_path, bad):
     with pytest.raises(ConfigError, match=next(iter(bad)).replace(".", r"\.")):
         override(line_config(tmp_path), **bad)
+
+
+def test_sparkplug_host_going_offline_ends_the_session_and_the_next_birth_replays(tmp_path, mosquitto, subscribe):
+    host_state(mosquitto.port, online=True)
+    scada = subscribe("127.0.0.1", mosquitto.port, f"{SPB}/#")
+    config = line_config(
+        tmp_path,
+        **{"mqtt.host": "127.0.0.1", "mqtt.port": mosquitto.port, "mqtt.format": "sparkplug"},
+        **{"mqtt.sparkplug": {"group_id": GROUP, "primary_host_id": HOST, "data_qos": 1}},
+    )
+    gateway, stop, line = run_line(config)
+    assert scada.wait_for(lambda: any("/DDATA/" in t for t, _, _ in scada.messages))
+    time.sleep(0.5)  # STATE timestamps are in ms: the offline one must be newer
+    host_state(mosquitto.port, online=False)
+    assert scada.wait_for(lambda: any("/NDEATH/" in t for t, _, _ in scada.messages))
+    time.sleep(3)
+    waiting = gateway.mqtt.outbox.count
+    host_state(mosquitto.port, online=True)
+    time.sleep(3)
+    stop.set()
+    line.join(30)
+    summary = gateway.close()
+
+    kinds = [t.split("/")[2] for t, _, _ in scada.messages]
+    first_death = kinds.index("NDEATH")
+    assert "NBIRTH" in kinds[first_death:]  # born again once the host is back
+    bd_seqs = [
+        m.value for t, p, _ in scada.messages if "/NBIRTH/" in t for m in NBirth.decode(p).metrics if m.name == "bdSeq"
+    ]
+    assert bd_seqs == [0, 1]  # a new session, a new bdSeq
+    assert waiting >= 5  # records waited while the host was away
+    dbirth, items = None, []
+    for topic, payload, _ in scada.messages:
+        if "/DBIRTH/" in topic:
+            dbirth = DBirth.decode(payload)
+        elif "/DDATA/" in topic:
+            by_name = {m.name: m for m in DData.decode(payload, birth=dbirth).metrics}
+            if "Item/ID" in by_name:
+                items.append(by_name["Item/ID"].value)
+    assert items == list(range(1, summary.stats.items + 1))
+    assert summary.mqtt_pending == 0
