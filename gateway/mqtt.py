@@ -41,6 +41,7 @@ from .outbox import Entry, Outbox
 log = logging.getLogger(__name__)
 
 WINDOW = 1000  # records handed to paho and not yet acknowledged
+REMOVE_BATCH = 64
 CONNECT_TIMEOUT_S = 10.0
 RECONNECT_DELAYS_S = (0.5, 10.0)  # first retry, cap (doubling in between)
 # CONNACK reason codes meaning "this broker does not speak MQTT 5" (3.1.1 code 1 and its v5 name)
@@ -215,6 +216,13 @@ class MqttPublisher:
             client.subscribe(topic, qos=1)
         self.connected.set()
         cursor = 0  # the last outbox seq handed to this connection
+        unremoved: list[int] = []  # acknowledged, not yet deleted
+        try:
+            self._pump_loop(client, cursor, unremoved)
+        finally:
+            self.outbox.remove(unremoved)
+
+    def _pump_loop(self, client: paho.Client, cursor: int, unremoved: list[int]) -> None:
         while True:
             with self._lock:
                 if not self._session_alive:
@@ -233,8 +241,12 @@ class MqttPublisher:
                 self._send(client, self.sparkplug.death_node(), None)
                 client.disconnect()
                 return
-            if acked:
-                self.outbox.remove(acked)
+            # Deletes are batched (one transaction per REMOVE_BATCH acknowledgements, or when
+            # nothing else is waiting): a crash in between only resends a few acknowledged records.
+            unremoved += acked
+            if unremoved and (len(unremoved) >= REMOVE_BATCH or self.outbox.count <= len(unremoved)):
+                self.outbox.remove(unremoved)
+                unremoved.clear()
                 with self._lock:
                     self._lock.notify_all()  # close() waits for the outbox to empty
             for message in states + replies + sparkplug:
