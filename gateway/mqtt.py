@@ -281,10 +281,9 @@ class MqttPublisher:
     def _sign_off(self, client: paho.Client) -> None:
         """Sparkplug's deaths and the retained ``offline`` (a clean disconnect sends no will),
         then disconnect."""
-        if self.sparkplug is not None and self._born_at is not None:
-            self._send(client, self.sparkplug.death_device(), None)
-            self._send(client, self.sparkplug.death_node(), None)
-        elif self.sparkplug is not None:
+        if self.sparkplug is not None:
+            if self._born_at is not None:
+                self._send(client, self.sparkplug.death_device(), None)
             self._send(client, self.sparkplug.death_node(), None)
         self._states[self.status_topic] = _status("offline")
         info = self._send(client, Message(self.status_topic, self._states[self.status_topic], 1, retain=True), None)

@@ -33,16 +33,35 @@ def host_state(port, online: bool) -> None:
     publish.single(f"spBv1.0/STATE/{HOST}", payload, qos=1, retain=True, hostname="127.0.0.1", port=port)
 
 
+def sparkplug_line(tmp_path, port, **changes):
+    """A line publishing Sparkplug B to the broker on ``port``, gated by the primary host."""
+    return run_line(
+        line_config(
+            tmp_path,
+            **{"mqtt.host": "127.0.0.1", "mqtt.port": port, "mqtt.format": "sparkplug"},
+            **{"mqtt.sparkplug": {"group_id": GROUP, "primary_host_id": HOST, "data_qos": 1}},
+            **changes,
+        )
+    )
+
+
+def sparkplug_items(messages) -> list[tuple[int, bool]]:
+    """(item id, historical) of every item record in the DDATA, each decoded with its DBIRTH."""
+    dbirth, items = None, []
+    for topic, payload, _ in messages:
+        if "/DBIRTH/" in topic:
+            dbirth = DBirth.decode(payload)
+        elif "/DDATA/" in topic:
+            by_name = {m.name: m for m in DData.decode(payload, birth=dbirth).metrics}
+            if "Item/ID" in by_name:
+                items.append((by_name["Item/ID"].value, by_name["Item/ID"].is_historical))
+    return items
+
+
 def test_sparkplug_waits_for_the_primary_host_replays_history_and_rebirths(tmp_path, mosquitto, subscribe):
     host_state(mosquitto.port, online=False)
     scada = subscribe("127.0.0.1", mosquitto.port, f"{SPB}/#")
-    config = line_config(
-        tmp_path,
-        **{"mqtt.host": "127.0.0.1", "mqtt.port": mosquitto.port, "mqtt.format": "sparkplug"},
-        **{"mqtt.sparkplug": {"group_id": GROUP, "primary_host_id": HOST, "data_qos": 1}},
-        **{"mqtt.counters_interval_s": 1},
-    )
-    gateway, stop, line = run_line(config)
+    gateway, stop, line = sparkplug_line(tmp_path, mosquitto.port, **{"mqtt.counters_interval_s": 1})
     time.sleep(4)
     assert gateway.mqtt.outbox.count >= 10  # the host is offline: records wait, nothing is born
     assert not scada.messages
@@ -67,17 +86,14 @@ def test_sparkplug_waits_for_the_primary_host_replays_history_and_rebirths(tmp_p
     death = NDeath.decode(scada.messages[-1][1])
     assert bd_seq == {death.bd_seq_metric.value}  # one connection: the same bdSeq throughout
 
-    dbirth, items, seqs = None, [], []
+    dbirth, seqs = None, []
     for topic, payload, _ in scada.messages:
         if "/DBIRTH/" in topic:
             dbirth = DBirth.decode(payload)
             seqs.append(dbirth.seq)
         elif "/DDATA/" in topic:
-            data = DData.decode(payload, birth=dbirth)
-            seqs.append(data.seq)
-            by_name = {m.name: m for m in data.metrics}
-            if "Item/ID" in by_name:
-                items.append((by_name["Item/ID"].value, by_name["Item/ID"].is_historical))
+            seqs.append(DData.decode(payload, birth=dbirth).seq)
+    items = sparkplug_items(scada.messages)
     assert [i for i, _ in items] == list(range(1, summary.stats.items + 1))  # every record, in order
     historical = [i for i, h in items if h]
     assert len(historical) >= 10 and historical == list(range(1, len(historical) + 1))  # the buffered ones
@@ -154,12 +170,7 @@ def test_outbox_and_sparkplug_configuration_is_checked(tmp_path, bad):
 def test_sparkplug_host_going_offline_ends_the_session_and_the_next_birth_replays(tmp_path, mosquitto, subscribe):
     host_state(mosquitto.port, online=True)
     scada = subscribe("127.0.0.1", mosquitto.port, f"{SPB}/#")
-    config = line_config(
-        tmp_path,
-        **{"mqtt.host": "127.0.0.1", "mqtt.port": mosquitto.port, "mqtt.format": "sparkplug"},
-        **{"mqtt.sparkplug": {"group_id": GROUP, "primary_host_id": HOST, "data_qos": 1}},
-    )
-    gateway, stop, line = run_line(config)
+    gateway, stop, line = sparkplug_line(tmp_path, mosquitto.port)
     assert scada.wait_for(lambda: any("/DDATA/" in t for t, _, _ in scada.messages))
     time.sleep(0.5)  # STATE timestamps are in ms: the offline one must be newer
     host_state(mosquitto.port, online=False)
@@ -180,13 +191,6 @@ def test_sparkplug_host_going_offline_ends_the_session_and_the_next_birth_replay
     ]
     assert bd_seqs == [0, 1]  # a new session, a new bdSeq
     assert waiting >= 5  # records waited while the host was away
-    dbirth, items = None, []
-    for topic, payload, _ in scada.messages:
-        if "/DBIRTH/" in topic:
-            dbirth = DBirth.decode(payload)
-        elif "/DDATA/" in topic:
-            by_name = {m.name: m for m in DData.decode(payload, birth=dbirth).metrics}
-            if "Item/ID" in by_name:
-                items.append(by_name["Item/ID"].value)
+    items = [item_id for item_id, _ in sparkplug_items(scada.messages)]
     assert items == list(range(1, summary.stats.items + 1))
     assert summary.mqtt_pending == 0
