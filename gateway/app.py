@@ -57,6 +57,7 @@ class Endpoints:
     mqtt_broker: str | None  # "mosquitto" / "amqtt" when embedded
     topic_root: str | None
     modbus: str | None  # how to watch the registers (an mbpoll command), or where they are written
+    web: str | None = None  # the review UI
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ class Gateway:
         self.alarms = {"plc_heartbeat_lost": False, "outbox_filling": False, "outbox_full": False}
         self._outbox_stops_line = False  # outbox full with on_full = "stop_line"
         self.rejects: RejectLog | None = None
+        self.web = None  # gateway.web.server.WebServer when web.enabled
         self.plc_simulator: PlcSimulator | None = None
         self.plc_client: StationClient | None = None  # client mode
         self._unlogged: list[Undelivered] = []  # undelivered results not yet in the log
@@ -168,13 +170,26 @@ class Gateway:
             mqtt_endpoint = (host, port)
 
         if config.rejects.enabled:
-            self.rejects = RejectLog(config.line.data_dir, config.rejects.image_format)
+            self.rejects = RejectLog(config.line.data_dir, config.rejects)
             self.rejects.start()
             self._teardown.callback(self.rejects.close)
 
+        web_url = None
+        if config.web.enabled:
+            from .metrics import metrics_text  # the web stack only when serving
+            from .review import ReviewIndex
+            from .web.server import WebServer
+
+            self.web = WebServer(config, ReviewIndex(config.line.data_dir), self.live_status, self.jobs)
+            self.web.metrics = metrics_text(self.live_status, self.web.drift)
+            web_url = self.web.start()
+            self._teardown.callback(self.web.close)
+
         job_file = self.io.spawn(self._watch_job_file())
         self._teardown.callback(job_file.cancel)
-        self.endpoints = Endpoints(mqtt_endpoint, broker_kind, self.mqtt.root if self.mqtt else None, modbus_endpoint)
+        self.endpoints = Endpoints(
+            mqtt_endpoint, broker_kind, self.mqtt.root if self.mqtt else None, modbus_endpoint, web_url
+        )
         self.registers.set_status(Status.READY, True)
         self._teardown.callback(self.registers.set_status, Status.READY, False)
         if config.plc.modbus.enabled:  # first at close: the PLC takes the last results (or they count)
@@ -266,6 +281,62 @@ class Gateway:
             source_error=f"{type(error).__name__}: {error}" if error else None,
         )
 
+    def live_status(self) -> dict:
+        """The line now, JSON-ready: counters, latency, grade, job, alarms, MQTT, PLC and the
+        review store (the web UI's status page, /api/status and /metrics)."""
+        s = self.stats.snapshot()
+        total = s.latency_ms["total"]
+        stats = {
+            "items": s.items,
+            "passed": s.passed,
+            "rejected": s.rejected,
+            "by_reason": s.by_reason,
+            "items_per_s": s.items_per_s,
+            "elapsed_s": s.elapsed_s,
+            "latency_p50_ms": total["p50"],
+            "latency_p95_ms": total["p95"],
+            "latency_p99_ms": total["p99"],
+            "grade_count": s.grade_count,
+            "grade_mean": s.grade_mean,
+            "grade_lowest": s.grade_lowest,
+            "grade_weakest": s.grade_weakest,
+            "grade_warning": s.grade_warning,
+        }
+        status = {
+            "running": True,
+            "site": self.context.site,
+            "line": self.context.line,
+            "run_id": self.context.run_id,
+            "source": self.config.source.kind,
+            "stats": stats,
+            "job": self.jobs.describe(),
+            "alarms": dict(self.alarms),
+            "mqtt": None,
+            "plc": None,
+            "store": None,
+        }
+        if self.mqtt is not None:
+            status["mqtt"] = {
+                "connected": self.mqtt.connected.is_set(),
+                "problem": self.mqtt.problem,
+                "pending": self.mqtt.outbox.count,
+                "acknowledged": self.mqtt.acknowledged,
+                "refused": self.mqtt_refused,
+            }
+        if self.config.plc.modbus.enabled:
+            status["plc"] = {"delivered": self.delivery.delivered, "undelivered": self.delivery.undelivered}
+        if self.rejects is not None:
+            r = self.rejects
+            status["store"] = {
+                "items": r.items,
+                "bytes": r.bytes,
+                "quota_bytes": int(self.config.rejects.max_disk_mb * 1e6),
+                "written": r.written,
+                "deleted": r.deleted,
+                "failed": r.failed,
+            }
+        return status
+
     def _emit(self, verdict: Verdict) -> None:
         """The pipeline's sink: every verdict to every output, in item order."""
         self.stats.record(verdict)
@@ -286,9 +357,8 @@ class Gateway:
             self._commit("verified" if verdict.passed else "rejected", record["record_id"], record)
             if self.config.mqtt.epcis:
                 self._commit_epcis(record)
-        if self.rejects is not None and not verdict.passed:
-            graded = (verdict.symbol, verdict.grade) if verdict.symbol and verdict.grade else None
-            self.rejects.submit(record, verdict.frame.image, graded)
+        if self.rejects is not None:
+            self.rejects.observe(record, verdict.frame.image, verdict.symbol, verdict.grade)
 
     def _job_changed(self, job) -> None:
         self.pipeline.set_job(job)

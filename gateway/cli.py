@@ -344,6 +344,9 @@ def _print_endpoints(console: Console, gateway: Gateway) -> None:
         console.print(f"  MQTT ({kind}):  mosquitto_sub -h {host} -p {port} -t '{ep.topic_root}/#' -v")
     if ep.modbus:
         console.print(f"  {ep.modbus}")
+    if ep.web:
+        users = ", ".join(config.web.all_users()) or "none configured: read-only"
+        console.print(f"  review UI:   {ep.web}  (users: {users}; Prometheus: {ep.web}metrics)")
     console.print("  Ctrl-C (or SIGTERM) finishes the items in progress and stops.")
 
 

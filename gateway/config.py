@@ -218,6 +218,10 @@ class GradingSection(Section):
     min_grade: float = Field(1.5, ge=0, le=4)  # 1.5 = GS1's 1.5/08/660 for healthcare
     min_parameters: dict[str, float] = {}  # per-parameter minimum grades, e.g. {SC = 2.0}
     warn_margin: float = Field(0.5, ge=0, le=4)  # warn when the rolling mean grade nears min_grade
+    # Drift warning (review UI, /metrics): the trend of each parameter over this window, warned
+    # about when it is falling and reaches the minimum within the horizon.
+    drift_window_minutes: float = Field(60, ge=5, le=24 * 60)
+    drift_horizon_minutes: float = Field(60, ge=1, le=7 * 24 * 60)
     aperture_mil: float = Field(8.0, gt=0, le=50)
     x_dimension_mm: float = Field(0.254, gt=0, le=5)  # nominal module size of the printed code
     wavelength_nm: int = Field(660, ge=300, le=1100)
@@ -457,8 +461,64 @@ class SerialsSection(Section):
 
 
 class RejectLogSection(Section):
+    """The review store: rejects (and a sample of passes) with their pictures and records."""
+
     enabled: bool = True
-    image_format: Literal["png", "jpg"] = "png"
+    image_format: Literal["png", "jpg"] = "png"  # of the full frame; crops and overlays are PNG
+    keep_passes_every: int = Field(100, ge=0)  # also keep every Nth passed item, for comparison; 0 = none
+    # Retention, oldest first: whichever limit is reached first.
+    max_age_days: float = Field(90, gt=0, le=3650)
+    max_disk_mb: float = Field(2000, gt=0)  # pictures and records of the store
+    min_free_mb: float = Field(200, ge=0)  # and leave this much free on the data disk
+
+
+def _argon2_hash(value: str) -> str:
+    if not value.startswith("$argon2"):
+        raise ValueError("an argon2 hash as printed by `udigate user hash` ($argon2id$v=19$…), not a password")
+    return value
+
+
+class WebUser(Section):
+    name: Name
+    password_hash: Annotated[str, AfterValidator(_argon2_hash)]
+    # engineer: dispositions; admin: dispositions and settings (production order)
+    role: Literal["engineer", "admin"] = "engineer"
+
+
+class WebSection(Section):
+    """The review UI and the Prometheus endpoint (/metrics), served by the gateway."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"  # localhost only; "0.0.0.0" to serve the plant network
+    port: int = Field(8080, ge=0, le=65535)  # 0 = any free port (printed at start)
+    read_only_without_login: bool = True  # browse without login; dispositions always need one
+    users: tuple[WebUser, ...] = ()
+    # TOML file with [[users]] tables like web.users: keeps the hashes out of the line config
+    users_file: Annotated[Path, _existing_file("a TOML file with [[users]] tables")] | None = None
+    session_hours: float = Field(12, gt=0, le=24 * 30)
+    metrics: bool = True  # Prometheus text format on /metrics (no login: plant monitoring scrapes it)
+
+    def all_users(self) -> dict[str, WebUser]:
+        """The users of web.users and of users_file, by name (a bad users_file raises ConfigError)."""
+        users = {u.name: u for u in self.users}
+        if self.users_file is not None:
+            source = str(self.users_file)
+            try:
+                raw = tomllib.loads(self.users_file.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(source, [f"cannot read the users file: {exc}"]) from None
+            entries = raw.get("users")
+            if not isinstance(entries, list):
+                raise ConfigError(source, ["users: a list of [[users]] tables with name and password_hash"])
+            for index, entry in enumerate(entries):
+                try:
+                    user = WebUser.model_validate(entry)
+                except ValidationError as exc:
+                    # named as in web.users, whose keys a users file shares
+                    problems = [_describe({**e, "loc": ("web", "users", index, *e["loc"])}) for e in exc.errors()]
+                    raise ConfigError(source, problems) from None
+                users[user.name] = user
+        return users
 
 
 class Config(Section):
@@ -473,6 +533,7 @@ class Config(Section):
     udid: UdidSection = UdidSection()
     serials: SerialsSection = SerialsSection()
     rejects: RejectLogSection = RejectLogSection()
+    web: WebSection = WebSection()
 
     @model_validator(mode="after")
     def _grading_needs_own_reader(self) -> Config:
@@ -546,9 +607,16 @@ def override(config: Config, **changes: Any) -> Config:
     return validate_config(raw, "command line")
 
 
-def dump_config(config: Config) -> str:
-    """The resolved configuration as TOML (unset options are left out)."""
-    return tomli_w.dumps(config.model_dump(mode="json", exclude_none=True))
+def dump_config(config: Config, hide_secrets: bool = False) -> str:
+    """The resolved configuration as TOML (unset options are left out); ``hide_secrets`` masks
+    passwords and password hashes (the settings page shows it)."""
+    raw = config.model_dump(mode="json", exclude_none=True)
+    if hide_secrets:
+        if raw["mqtt"].get("password"):
+            raw["mqtt"]["password"] = "********"
+        for user in raw["web"]["users"]:
+            user["password_hash"] = "********"
+    return tomli_w.dumps(raw)
 
 
 def _describe(error: dict[str, Any]) -> str:

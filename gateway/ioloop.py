@@ -10,9 +10,9 @@ from typing import Any
 
 
 class IoLoop:
-    def __init__(self) -> None:
+    def __init__(self, name: str = "io-loop") -> None:
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="io-loop", daemon=True)
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()

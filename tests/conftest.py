@@ -125,6 +125,7 @@ def line_config(tmp_path: Path, **changes) -> Config:
             "line.data_dir": str(tmp_path / "data"),
             "plc.modbus.port": free_port(),
             "mqtt.port": free_port(),
+            "web.port": 0,  # any free port: never the demo's 8080
             **changes,
         },
     )

@@ -1,6 +1,7 @@
 """The grade report picture: the symbol enlarged, with the fitted grid, every module's
-modulation grade as a coloured dot and the damaged codewords outlined, under a header with
-the quality string and the parameter grades. Pure computation: frame and grade in, BGR image
+modulation grade as a coloured dot, the damaged codewords outlined, damaged finder and clock
+modules marked and modules graded F crossed, under a header with the quality string and the
+parameter grades. Pure computation: frame and grade in, BGR image
 out (the caller writes it).
 """
 
@@ -11,14 +12,16 @@ import math
 import cv2
 import numpy as np
 
-from .grade import Grade
+from .grade import Grade, fixed_pattern_segments
 from .placement import layout
 from .symbol import Symbol
 
 # BGR colour per grade 4 (A) … 0 (F)
 GRADE_COLOURS = {4: (60, 170, 40), 3: (90, 210, 150), 2: (40, 210, 230), 1: (30, 140, 250), 0: (40, 40, 220)}
 GRADE_LETTERS = {4: "A", 3: "B", 2: "C", 1: "D", 0: "F"}
-DAMAGED = (200, 40, 200)  # magenta outline
+DAMAGED = (200, 40, 200)  # magenta outline: damaged codewords
+FINDER_DAMAGE = (30, 30, 230)  # red outline: finder / clock modules graded D or F
+FINDER_DAMAGE_BELOW = 2  # the grade below which a fixed-pattern module counts as damaged (C passes)
 GRID = (200, 160, 60)
 MARGIN_MODULES = 3
 MIN_MODULE_PX = 24  # modules are drawn at least this large
@@ -29,17 +32,23 @@ def grade_letter(grade: float) -> str:
     return GRADE_LETTERS[max(0, min(4, math.floor(grade + 1e-9)))]
 
 
-def report_image(image: np.ndarray, symbol: Symbol, grade: Grade) -> np.ndarray:
-    """The report picture of one graded symbol of ``image`` (greyscale frame)."""
+def symbol_crop(image: np.ndarray, symbol: Symbol, margin_modules: float = MARGIN_MODULES):
+    """The part of ``image`` around ``symbol`` (its corners' bounding box and ``margin_modules``
+    of quiet zone, clipped to the frame) and that part's origin (x0, y0) in the frame."""
     corners = np.array(symbol.corners, np.float64)
-    module_px = max(symbol.module_px, 1.0)
-    scale = max(1.0, MIN_MODULE_PX / module_px)
-    margin = MARGIN_MODULES * module_px
+    margin = margin_modules * max(symbol.module_px, 1.0)
     x0, y0 = np.floor(corners.min(axis=0) - margin).astype(int)
     x1, y1 = np.ceil(corners.max(axis=0) + margin).astype(int)
     height, width = image.shape[:2]
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
-    crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+    x0, y0, x1, y1 = max(int(x0), 0), max(int(y0), 0), min(int(x1), width), min(int(y1), height)
+    return np.ascontiguousarray(image[y0:y1, x0:x1]), (x0, y0)
+
+
+def report_image(image: np.ndarray, symbol: Symbol, grade: Grade) -> np.ndarray:
+    """The report picture of one graded symbol of ``image`` (greyscale frame)."""
+    module_px = max(symbol.module_px, 1.0)
+    scale = max(1.0, MIN_MODULE_PX / module_px)
+    crop, (x0, y0) = symbol_crop(image, symbol)
     body = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     body = cv2.cvtColor(body, cv2.COLOR_GRAY2BGR)
     body = (body * 0.75 + 40).astype(np.uint8)  # lighter, so the marks stand out
@@ -60,9 +69,11 @@ def report_image(image: np.ndarray, symbol: Symbol, grade: Grade) -> np.ndarray:
             for c in range(cols):
                 colour = GRADE_COLOURS[int(grade.module_grades[r, c])]
                 cv2.circle(body, tuple(int(v) for v in centres[r, c]), dot, colour, -1, cv2.LINE_AA)
+        half = pitch / 2
+        if symbol.grid is not None:
+            _mark_damaged_modules(body, centres, grade.module_grades, symbol, half)
         symbol_layout = layout(symbol.grid.size) if symbol.grid is not None else None
         if symbol_layout is not None:
-            half = pitch / 2
             for k in grade.damaged_codewords:
                 for r, c in zip(symbol_layout.bit_rows[k], symbol_layout.bit_cols[k], strict=True):
                     x, y = centres[r, c]
@@ -81,6 +92,25 @@ def report_image(image: np.ndarray, symbol: Symbol, grade: Grade) -> np.ndarray:
     return np.vstack([_header(grade, max(body.shape[1], 520)), _pad_to(body, max(body.shape[1], 520))])
 
 
+def _mark_damaged_modules(
+    body: np.ndarray, centres: np.ndarray, module_grades: np.ndarray, symbol: Symbol, half: float
+) -> None:
+    """Red squares on the finder and clock modules graded below C (what fixed pattern damage
+    counts), a cross on every other module graded F."""
+    segments = fixed_pattern_segments(symbol.grid.size)
+    fixed = np.logical_or.reduce([m[1:-1, 1:-1] for m in segments.values()])  # the symbol's own modules
+    rows, cols = module_grades.shape
+    arm = max(2, int(half * 0.6))
+    for r in range(rows):
+        for c in range(cols):
+            x, y = (int(v) for v in centres[r, c])
+            if fixed[r, c] and module_grades[r, c] < FINDER_DAMAGE_BELOW:
+                cv2.rectangle(body, (int(x - half), int(y - half)), (int(x + half), int(y + half)), FINDER_DAMAGE, 2)
+            elif not fixed[r, c] and module_grades[r, c] == 0:
+                cv2.line(body, (x - arm, y - arm), (x + arm, y + arm), GRADE_COLOURS[0], 2, cv2.LINE_AA)
+                cv2.line(body, (x - arm, y + arm), (x + arm, y - arm), GRADE_COLOURS[0], 2, cv2.LINE_AA)
+
+
 def _header(grade: Grade, width: int) -> np.ndarray:
     """Quality string, parameter letters (below C in bold red: what fails a GS1 healthcare
     line), the legend and the colour key."""
@@ -90,7 +120,8 @@ def _header(grade: Grade, width: int) -> np.ndarray:
         lines.append([(f"not graded: {grade.refused}", True)])
     parameters = [(f"{name} {grade_letter(p.grade)}", p.grade < 1.5) for name, p in grade.parameters.items()]
     lines += [parameters[i : i + 5] for i in range(0, len(parameters), 5)]
-    lines.append([("dots: module modulation grade   boxes: damaged codewords", False)])
+    lines.append([("dots: module modulation grade   magenta: damaged codewords", False)])
+    lines.append([("red: damaged finder / clock modules   x: module graded F", False)])
     header = np.full((22 * len(lines) + 16, width, 3), 255, np.uint8)
     font = cv2.FONT_HERSHEY_SIMPLEX
     for i, tokens in enumerate(lines):

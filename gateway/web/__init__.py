@@ -1,0 +1,1 @@
+"""The review UI and the Prometheus endpoint (see :mod:`gateway.web.server`)."""
