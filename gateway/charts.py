@@ -67,7 +67,8 @@ def trend_chart_svg(
     for tick, label in _ticks(start, span):
         x = x_of(tick)
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{TOP + plot_h}" stroke="#eef1f5"/>')
-        parts.append(f'<text x="{x:.1f}" y="{height - 6}" text-anchor="middle" fill="#667085">{label}</text>')
+        anchor = "end" if x > LEFT + plot_w - 14 else "middle"  # the last label inside the picture
+        parts.append(f'<text x="{x:.1f}" y="{height - 6}" text-anchor="{anchor}" fill="#667085">{label}</text>')
     lowest = " ".join(f"{x_of(p.minute):.1f},{y_of(p.grade_min):.1f}" for p in series)
     mean = " ".join(f"{x_of(p.minute):.1f},{y_of(p.grade_mean):.1f}" for p in series)
     parts.append(f'<polyline class="lowest" points="{lowest}" fill="none" stroke="#9fb3d1" stroke-width="1"/>')

@@ -115,8 +115,44 @@ def main(argv: list[str] | None = None) -> int:
     udid_import.add_argument("--db", type=Path, metavar="FILE", help="this SQLite file instead")
     udid_import.add_argument("paths", type=Path, nargs="+", metavar="PATH")
 
+    rejects = commands.add_parser("rejects", help="the review store: list, show and export rejects")
+    rejects_actions = rejects.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = rejects_actions.add_parser("list", help="the newest stored items matching the filters")
+    show = rejects_actions.add_parser("show", help="one stored item in full")
+    export = rejects_actions.add_parser("export", help="a time range or production order to CSV, HTML or PDF")
+    for sub in (listing, show, export):
+        sub.add_argument("--config", type=Path, required=True, metavar="FILE", help="the line's configuration")
+    for sub in (listing, export):
+        sub.add_argument("--since", metavar="TIME", help="from this time (2026-11-23 or 2026-11-23T08:00, local)")
+        sub.add_argument("--until", metavar="TIME", help="before this time")
+        sub.add_argument("--job", metavar="ID", help='this production order ("" = none active)')
+        sub.add_argument("--all", action="store_true", help="rejects and the kept passes")
+    listing.add_argument("--reason", metavar="CODE", help="with this reason among its reasons")
+    listing.add_argument("--max-grade", type=_number, metavar="GRADE", help="overall grade at most this")
+    listing.add_argument("--passes", action="store_true", help="only the kept passes")
+    listing.add_argument("--open", action="store_true", help="only rejects without a disposition")
+    listing.add_argument("--limit", type=int, default=50, metavar="N")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    show.add_argument("id", type=int, metavar="ID", help="the item's number in the store (first column of list)")
+    show.add_argument("--json", action="store_true")
+    export.add_argument("--format", choices=("csv", "html", "pdf"), required=True)
+    export.add_argument("--output", type=Path, required=True, metavar="FILE")
+
+    user = commands.add_parser("user", help="review UI users: make a password hash for [[web.users]]")
+    user_actions = user.add_subparsers(dest="action", required=True, metavar="ACTION")
+    hashing = user_actions.add_parser("hash", help="print the argon2id hash of a password")
+    hashing.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+
     args = parser.parse_args(argv)
     try:
+        if args.command == "rejects":
+            from .review_command import rejects_command
+
+            return rejects_command(args)
+        if args.command == "user":
+            from .review_command import hash_command
+
+            return hash_command(args.password_stdin)
         if args.command == "udid":
             return _udid_import(args)
         if args.command == "job":

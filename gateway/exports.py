@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import unquote
 
 import jinja2
 
@@ -254,10 +255,13 @@ def report_pdf(html: str, data_dir: Path) -> bytes:
         ) from None
     root = data_dir.resolve()
 
-    def fetch_local_only(url: str, *args, **kwargs):
-        path = Path(url.removeprefix("file://")).resolve() if url.startswith("file://") else None
-        if path is None or not path.is_relative_to(root):
-            raise ValueError(f"the report may only show pictures of the store, not {url}")
-        return weasyprint.default_url_fetcher(url, *args, **kwargs)
+    class StoreOnly(weasyprint.URLFetcher):
+        """Pictures of the store only: a report never reaches out to the network."""
 
-    return weasyprint.HTML(string=html, base_url=root.as_uri() + "/", url_fetcher=fetch_local_only).write_pdf()
+        def fetch(self, url, headers=None):
+            path = Path(unquote(url.removeprefix("file://"))).resolve() if url.startswith("file://") else None
+            if path is None or not path.is_relative_to(root):
+                raise ValueError(f"the report may only show pictures of the store, not {url}")
+            return super().fetch(url, headers)
+
+    return weasyprint.HTML(string=html, base_url=root.as_uri() + "/", url_fetcher=StoreOnly()).write_pdf()
