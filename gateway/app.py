@@ -71,6 +71,7 @@ class Summary:
     mqtt_pending: int  # records left in the outbox: sent at the next start
     mqtt_refused: int  # records the full outbox could not keep
     rejects_logged: int
+    passes_kept: int  # passed items kept in the review store for comparison
     rejects_failed: int
     source_error: str | None
 
@@ -276,7 +277,8 @@ class Gateway:
             mqtt_acknowledged=mqtt.acknowledged if mqtt else 0,
             mqtt_pending=mqtt.outbox.count if mqtt else 0,
             mqtt_refused=self.mqtt_refused,
-            rejects_logged=rejects.written if rejects else 0,
+            rejects_logged=rejects.written - rejects.passes_written if rejects else 0,
+            passes_kept=rejects.passes_written if rejects else 0,
             rejects_failed=rejects.failed if rejects else 0,
             source_error=f"{type(error).__name__}: {error}" if error else None,
         )

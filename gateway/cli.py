@@ -456,6 +456,7 @@ def _print_summary(console: Console, summary: Summary) -> None:
     )
     console.print(
         f"reject log: {summary.rejects_logged} rejects stored"
+        + (f", {summary.passes_kept} passes kept for comparison" if summary.passes_kept else "")
         + (f", {summary.rejects_failed} FAILED" if summary.rejects_failed else "")
     )
     if summary.source_error:

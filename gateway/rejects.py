@@ -110,6 +110,7 @@ CREATE INDEX IF NOT EXISTS rejects_verdict ON rejects (verdict, id);
 CREATE INDEX IF NOT EXISTS rejects_disposition ON rejects (disposition, id);
 """
 FILE_COLUMNS = ("image", "crop", "overlay", "thumb", "record")
+_RECORD_KEYS = {"overlay": "grade_report"}  # the overlay's name in the item record (schema udigate.item/1)
 THUMB_PX = 160
 
 
@@ -162,6 +163,7 @@ class RejectLog:
         self._thread = threading.Thread(target=self._write_all, name="reject-log", daemon=True)
         self._passes_seen = 0
         self.written = 0  # items stored in this run (rejects and kept passes)
+        self.passes_written = 0  # of which kept passes
         self.failed = 0
         self.deleted = 0  # items removed by retention in this run
         self.items = 0  # items in the store
@@ -228,6 +230,7 @@ class RejectLog:
         try:
             self._write(db, entry)
             self.written += 1
+            self.passes_written += record["verdict"] == "pass"
         except (OSError, sqlite3.Error, cv2.error) as exc:
             self.failed += 1
             log.error("reject log: could not store item %s: %s", record.get("record_id"), exc)
@@ -250,7 +253,7 @@ class RejectLog:
                     _encode("png", report_image(image, entry.symbol, entry.grade)),
                 )
             files["thumb"] = (f"{stem}-thumb.jpg", _encode("jpg", _thumbnail(crop if crop is not None else image)))
-        record = {**record, **{column: path for column, (path, _) in files.items()}}
+        record = {**record, **{_RECORD_KEYS.get(column, column): path for column, (path, _) in files.items()}}
         files["record"] = (f"{stem}.json", json.dumps(record, ensure_ascii=False, indent=1).encode())
         size = sum(len(data) for _, data in files.values())
         self._make_room(db, size)

@@ -89,11 +89,13 @@ def test_sigterm_stops_cleanly_and_keeps_every_reject(tmp_path):
     rejected = int(re.search(r"│ rejected\s*│\s*(\d+)", out)[1])
     committed, acked = map(int, re.search(r"MQTT: (\d+) records committed, (\d+) acknowledged", out).groups())
     assert stored == rejected > 0 and committed == acked > 0 and "kept in the outbox" not in out
+    passes = int(re.search(r"(\d+) passes kept for comparison", out)[1])  # the demo keeps every 20th
     db = sqlite3.connect(tmp_path / "data" / "udigate.db")
-    assert db.execute("SELECT count(*), count(image) FROM rejects").fetchone() == (rejected, rejected)
+    counts = "SELECT verdict, count(*), count(image) FROM rejects GROUP BY verdict ORDER BY verdict"
+    assert db.execute(counts).fetchall() == [("pass", passes, passes), ("reject", rejected, rejected)]
     pictures = list((tmp_path / "data" / "rejects").glob("*/*.png"))
-    frames = [p for p in pictures if not p.name.endswith("-grade.png")]  # not the grade reports
-    assert len(frames) == rejected
+    frames = [p for p in pictures if not p.stem.endswith(("-crop", "-overlay"))]  # the full frames
+    assert len(frames) == rejected + passes
     assert not list((tmp_path / "data" / "rejects").glob("*/*.part"))
 
 

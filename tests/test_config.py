@@ -35,6 +35,8 @@ def file_keys(table: dict, prefix: str = "") -> set[str]:
     table (such as grading.min_parameters)."""
     keys = set()
     for name, value in table.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):  # [[array.of.tables]]
+            value = value[0]
         if isinstance(value, dict) and prefix + name not in model_keys():
             keys |= file_keys(value, f"{prefix}{name}.")
         else:
@@ -50,11 +52,11 @@ def test_shipped_configs_are_valid():
 def test_line_example_documents_every_option(tmp_path):
     text = (REPO / "config" / "line-example.toml").read_text()
     # Options without a default are shown commented out; uncommented they must be valid too
-    # (the files they name must exist: certificates and the password file, made here).
+    # (the files they name must exist: certificates, the password and users files, made here).
     uncommented = re.sub(r"^# (\[|[a-z_]+ = )", r"\1", text, flags=re.M)
-    for path in re.findall(r'^(?:ca|cert|key|password)_file = "([^"]+)"', uncommented, flags=re.M):
+    for path in re.findall(r'^(?:ca|cert|key|password|users)_file = "([^"]+)"', uncommented, flags=re.M):
         uncommented = uncommented.replace(f'"{path}"', f'"{tmp_path / Path(path).name}"')
-        (tmp_path / Path(path).name).write_text("x\n")
+        (tmp_path / Path(path).name).write_text("[[users]]\n" if path.endswith(".toml") else "x\n")
     uncommented = uncommented.replace('username = ""', 'username = "line1"', 1)  # password_file needs one
     raw = tomllib.loads(uncommented)
     parse_config(uncommented)

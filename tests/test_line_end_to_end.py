@@ -90,10 +90,15 @@ def test_every_item_reaches_every_output_with_the_right_verdict(tmp_path, mosqui
     assert [r.code for r in plc.seen] == [result_code(truths[i].expected_reasons) for i in range(1, ITEMS + 1)]
     assert sorted(i - 1000 for i in plc.ejected) == sorted(set(truths) - expected_pass)  # the ejector
 
-    # Reject log: one indexed entry per reject, with its frame and record on disk.
+    # Reject log: one indexed entry per reject, with its frame and record on disk; and every 20th
+    # pass (the demo's rejects.keep_passes_every) for comparison.
     db = sqlite3.connect(config.line.data_dir / "udigate.db")
-    rows = db.execute("SELECT item_id, reason, reasons, image, record FROM rejects ORDER BY item_id").fetchall()
+    rows = db.execute(
+        "SELECT item_id, reason, reasons, image, record FROM rejects WHERE verdict = 'reject' ORDER BY item_id"
+    ).fetchall()
     assert [r[0] for r in rows] == sorted(set(truths) - expected_pass)
+    kept_passes = [r[0] for r in db.execute("SELECT item_id FROM rejects WHERE verdict = 'pass' ORDER BY item_id")]
+    assert kept_passes == sorted(expected_pass)[19::20] and summary.passes_kept == len(kept_passes)
     assert summary.rejects_logged == len(rows)
     reports = 0
     for item_id, reason, reasons, image, record in rows:
