@@ -64,7 +64,7 @@ def _list(index: ReviewIndex, filters: Filters, limit: int, as_json: bool) -> in
         for item in page.items:
             print(json.dumps(asdict(item), ensure_ascii=False))
         return 0
-    console = Console(soft_wrap=True)
+    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)  # piped: no wrapped cells
     table = Table(title_justify="left")
     for column in ("id", "time", "item", "job", "reasons", "grade", "disposition"):
         table.add_column(column, justify="right" if column in ("id", "item") else "left")

@@ -128,6 +128,9 @@ class Grade:
     refused: str | None = None  # why there is no grade
     informative: dict[str, float] = field(default_factory=dict)  # contrast uniformity, print growth, segments
     module_grades: np.ndarray | None = None  # rows × cols modulation grade of each module (reports)
+    # rows × cols reflectance margin grade of each module (cell modulation for TR 29158): F when
+    # a module is the wrong colour or too close to the threshold; what FPD judges (reports)
+    margin_grades: np.ndarray | None = None
     centres: np.ndarray | None = None  # rows × cols × 2 fitted module centres, frame pixels (reports)
     damaged_codewords: tuple[int, ...] = ()  # codewords Reed–Solomon corrected or erased
     warnings: tuple[str, ...] = ()
@@ -331,9 +334,9 @@ class _Grader:
         if self.settings.calibration is None:
             warnings = ("uncalibrated: reflectance is grey level / 255",)
         if method == "dpm":
-            parameters, informative, module_grades = self._dpm()
+            parameters, informative, module_grades, margin_grades = self._dpm()
         else:
-            parameters, informative, module_grades = self._iso15415(method == "2024")
+            parameters, informative, module_grades, margin_grades = self._iso15415(method == "2024")
         overall = min(p.grade for p in parameters.values())
         return Grade(
             overall=round(float(overall), 1),
@@ -343,6 +346,7 @@ class _Grader:
             wavelength_nm=self.settings.wavelength_nm,
             informative=informative,
             module_grades=module_grades[1:-1, 1:-1],
+            margin_grades=margin_grades[1:-1, 1:-1],
             centres=self.centres,
             damaged_codewords=self.damaged_codewords,
             warnings=warnings,
@@ -396,7 +400,7 @@ class _Grader:
             parameters["PG"] = ParameterGrade(round(pg, 3), continuous(abs(pg), self.settings.print_growth, False))
         else:
             parameters["PG"] = ParameterGrade(round(pg, 3), 4.0)  # informative in 2011: not graded
-        return parameters, informative, mod_grades
+        return parameters, informative, mod_grades, rm_grades
 
     def _dpm(self):
         r = self.reflectance[1:-1, 1:-1]
@@ -426,7 +430,7 @@ class _Grader:
             "print_growth_y": round(pg_y, 3),
             **{f"FPD.{name}": float(g) for name, g in segments.items()},
         }
-        return parameters, informative, cm_grades
+        return parameters, informative, cm_grades, cm_grades
 
 
 @cache

@@ -20,8 +20,8 @@ from .symbol import Symbol
 GRADE_COLOURS = {4: (60, 170, 40), 3: (90, 210, 150), 2: (40, 210, 230), 1: (30, 140, 250), 0: (40, 40, 220)}
 GRADE_LETTERS = {4: "A", 3: "B", 2: "C", 1: "D", 0: "F"}
 DAMAGED = (200, 40, 200)  # magenta outline: damaged codewords
-FINDER_DAMAGE = (30, 30, 230)  # red outline: finder / clock modules graded D or F
-FINDER_DAMAGE_BELOW = 2  # the grade below which a fixed-pattern module counts as damaged (C passes)
+FINDER_DAMAGE = (30, 30, 230)  # red outline: finder / clock modules whose margin grades D or F
+FINDER_DAMAGE_BELOW = 2  # the margin grade below which a fixed-pattern module counts as damaged (C passes)
 GRID = (200, 160, 60)
 MARGIN_MODULES = 3
 MIN_MODULE_PX = 24  # modules are drawn at least this large
@@ -70,8 +70,8 @@ def report_image(image: np.ndarray, symbol: Symbol, grade: Grade) -> np.ndarray:
                 colour = GRADE_COLOURS[int(grade.module_grades[r, c])]
                 cv2.circle(body, tuple(int(v) for v in centres[r, c]), dot, colour, -1, cv2.LINE_AA)
         half = pitch / 2
-        if symbol.grid is not None:
-            _mark_damaged_modules(body, centres, grade.module_grades, symbol, half)
+        if symbol.grid is not None and grade.margin_grades is not None:
+            _mark_damaged_modules(body, centres, grade.margin_grades, symbol, half)
         symbol_layout = layout(symbol.grid.size) if symbol.grid is not None else None
         if symbol_layout is not None:
             for k in grade.damaged_codewords:
@@ -93,20 +93,21 @@ def report_image(image: np.ndarray, symbol: Symbol, grade: Grade) -> np.ndarray:
 
 
 def _mark_damaged_modules(
-    body: np.ndarray, centres: np.ndarray, module_grades: np.ndarray, symbol: Symbol, half: float
+    body: np.ndarray, centres: np.ndarray, margin_grades: np.ndarray, symbol: Symbol, half: float
 ) -> None:
-    """Red squares on the finder and clock modules graded below C (what fixed pattern damage
-    counts), a cross on every other module graded F."""
+    """Red squares on the finder and clock modules whose reflectance margin grades below C (what
+    fixed pattern damage counts), a cross on every data module whose margin is F (read as the
+    wrong colour, or too close to the threshold to tell)."""
     segments = fixed_pattern_segments(symbol.grid.size)
     fixed = np.logical_or.reduce([m[1:-1, 1:-1] for m in segments.values()])  # the symbol's own modules
-    rows, cols = module_grades.shape
+    rows, cols = margin_grades.shape
     arm = max(2, int(half * 0.6))
     for r in range(rows):
         for c in range(cols):
             x, y = (int(v) for v in centres[r, c])
-            if fixed[r, c] and module_grades[r, c] < FINDER_DAMAGE_BELOW:
+            if fixed[r, c] and margin_grades[r, c] < FINDER_DAMAGE_BELOW:
                 cv2.rectangle(body, (int(x - half), int(y - half)), (int(x + half), int(y + half)), FINDER_DAMAGE, 2)
-            elif not fixed[r, c] and module_grades[r, c] == 0:
+            elif not fixed[r, c] and margin_grades[r, c] == 0:
                 cv2.line(body, (x - arm, y - arm), (x + arm, y + arm), GRADE_COLOURS[0], 2, cv2.LINE_AA)
                 cv2.line(body, (x - arm, y + arm), (x + arm, y - arm), GRADE_COLOURS[0], 2, cv2.LINE_AA)
 
@@ -121,7 +122,7 @@ def _header(grade: Grade, width: int) -> np.ndarray:
     parameters = [(f"{name} {grade_letter(p.grade)}", p.grade < 1.5) for name, p in grade.parameters.items()]
     lines += [parameters[i : i + 5] for i in range(0, len(parameters), 5)]
     lines.append([("dots: module modulation grade   magenta: damaged codewords", False)])
-    lines.append([("red: damaged finder / clock modules   x: module graded F", False)])
+    lines.append([("red: damaged finder / clock modules   x: module of the wrong colour or unclear", False)])
     header = np.full((22 * len(lines) + 16, width, 3), 255, np.uint8)
     font = cv2.FONT_HERSHEY_SIMPLEX
     for i, tokens in enumerate(lines):
