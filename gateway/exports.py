@@ -19,6 +19,8 @@ from urllib.parse import unquote
 
 import jinja2
 
+from vision.report import grade_letter
+
 from .charts import trend_chart_svg
 from .config import GRADE_PARAMETERS, Config
 from .reasons import REASONS
@@ -26,6 +28,7 @@ from .review import DISPOSITIONS, Filters, Item, ReviewIndex
 from .trends import TrendPoint
 
 REPORT_ROWS = 2000  # the printable report lists at most this many items (the CSV has them all)
+CSV_CHUNK_ROWS = 200  # a CSV goes out in chunks of this many rows, never whole in memory
 MAX_CHART_POINTS = 240
 # Every parameter any grading method reports, in a stable order (the CSV's columns).
 PARAMETERS = tuple(dict.fromkeys(name for names in GRADE_PARAMETERS.values() for name in names))
@@ -51,8 +54,9 @@ class ExportError(RuntimeError):
 
 
 def safe_name(text: str) -> str:
-    """``text`` reduced to letters, digits, '-', '_' and '.' (for a file name)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "_"
+    """``text`` reduced to letters, digits, '-', '_' and '.' (for a file name); never starting
+    or ending with '.' or '-' (no "..", no hidden file, no name read as a command's option)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.-") or "_"
 
 
 def local_time(timestamp: str | None, milliseconds: bool = False) -> str:
@@ -124,25 +128,26 @@ CSV_TAIL = "damaged_codewords disposition disposition_by disposition_at disposit
 
 def csv_chunks(index: ReviewIndex, filters: Filters, data_dir: Path) -> Iterator[bytes]:
     """The matching items, oldest first, as UTF-8 CSV with a byte order mark (so that a
-    spreadsheet opens Chinese text right), in chunks of 200 rows."""
+    spreadsheet opens Chinese text right), in chunks of CSV_CHUNK_ROWS rows."""
     header = [*CSV_COLUMNS, *(f"{p}_{kind}" for p in PARAMETERS for kind in ("grade", "value")), *CSV_TAIL]
     buffer = io.StringIO()
+    buffer.write("\ufeff")
     writer = csv.writer(buffer)
     writer.writerow(header)
-    rows = 0
-    for item in index.iterate(filters):
+    for rows, item in enumerate(index.iterate(filters), 1):
         writer.writerow([_cell(value) for value in _csv_row(item, data_dir)])
-        rows += 1
-        if rows % 200 == 0:
-            yield _take(buffer, rows == 200)
-    yield _take(buffer, rows < 200)
+        if rows % CSV_CHUNK_ROWS == 0:
+            yield _take(buffer)
+    if rest := _take(buffer):
+        yield rest
 
 
-def _take(buffer: io.StringIO, first: bool) -> bytes:
+def _take(buffer: io.StringIO) -> bytes:
+    """What the buffer holds, encoded; the buffer emptied."""
     text = buffer.getvalue()
     buffer.seek(0)
     buffer.truncate()
-    return text.encode("utf-8-sig" if first else "utf-8")
+    return text.encode("utf-8")
 
 
 def _csv_row(item: Item, data_dir: Path) -> list:
@@ -241,6 +246,7 @@ def report_html(
         version=version,
         image_root=image_root or "/files/",
         local=local_time,
+        letter=grade_letter,
     )
 
 

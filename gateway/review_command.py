@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import sqlite3
 import sys
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -14,10 +15,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from vision.report import grade_letter
+
 from . import exports
 from .config import load_config
 from .reasons import REASONS
-from .review import Filters, ReviewError, ReviewIndex
+from .review import Filters, ReviewError, ReviewIndex, normalise_time
 
 MIN_PASSWORD = 8
 
@@ -28,7 +31,11 @@ def rejects_command(args: argparse.Namespace) -> int:
     if not (data_dir / "udigate.db").exists():  # reading must not create an empty store
         print(f"udigate rejects: no review store in {data_dir} (the line has not stored any item yet)", file=sys.stderr)
         return 1
-    index = ReviewIndex(data_dir)
+    try:
+        index = ReviewIndex(data_dir)
+    except (RuntimeError, sqlite3.Error) as exc:  # written by a newer udigate, not a database …
+        print(f"udigate rejects: cannot read the review store {data_dir / 'udigate.db'}: {exc}", file=sys.stderr)
+        return 1
     try:
         if args.action == "show":
             return _show(index, args.id, args.json)
@@ -39,6 +46,9 @@ def rejects_command(args: argparse.Namespace) -> int:
     except ReviewError as exc:
         print(f"udigate rejects {args.action}: {exc}", file=sys.stderr)
         return 2
+    except sqlite3.Error as exc:  # locked longer than the timeout, damaged …
+        print(f"udigate rejects {args.action}: cannot read the review store: {exc}", file=sys.stderr)
+        return 1
     finally:
         index.close()
 
@@ -48,8 +58,9 @@ def _filters(args: argparse.Namespace) -> Filters:
     if getattr(args, "passes", False):
         verdict = "pass"
     return Filters(
-        since=args.since,
-        until=args.until,
+        # normalised here so that a bad time names the option the user typed
+        since=normalise_time(args.since, "--since") if args.since else None,
+        until=normalise_time(args.until, "--until") if args.until else None,
         job=args.job,
         verdict=verdict,
         reason=getattr(args, "reason", None),
@@ -100,48 +111,63 @@ def _show(index: ReviewIndex, item_id: int, as_json: bool) -> int:
         }
         print(json.dumps(shown, ensure_ascii=False, indent=1))
         return 0
-    console = Console(soft_wrap=True, highlight=False)
-    console.print(f"[bold]item {item.item_id}[/bold] ({item.verdict}), store id {item.id}, record {item.record_id}")
+    console = Console(soft_wrap=True, highlight=False, markup=False)  # stored text shown as it is, [ ] included
+    console.print(f"item {item.item_id} ({item.verdict}), store id {item.id}, record {item.record_id}", style="bold")
     console.print(
-        f"  captured {exports.local_time(item.timestamp)}, line {item.site}/{item.line}, job {item.job or '–'}"
+        f"  captured {exports.local_time(item.timestamp, milliseconds=True)}"
+        f", decided {exports.local_time(item.decided_at, milliseconds=True) or '–'}"
+        f", line {item.site}/{item.line}, job {item.job or '–'}, run {item.run_id}"
     )
     if detail.record_problem:
-        console.print(f"  [red]{detail.record_problem}[/red]")
-    for reason in record.get("reasons") or [{"code": c, "text": REASONS[c].text, "detail": ""} for c in item.reasons]:
-        console.print(
-            f"  reason {reason['code']}: {reason['text']}" + (f": {reason['detail']}" if reason["detail"] else "")
-        )
+        console.print(f"  {detail.record_problem}", style="red")
+    for reason in record.get("reasons") or [{"code": c, "text": "", "detail": ""} for c in item.reasons]:
+        known = REASONS.get(reason["code"])
+        text = reason["text"] or (known.text if known else "")
+        console.print(f"  reason {reason['code']}: {text}" + (f": {reason['detail']}" if reason["detail"] else ""))
     grade = record.get("grade")
     if grade:
+        overall = grade.get("overall")
         console.print(
-            f"  grade {grade['quality']}" + (f" (not graded: {grade['refused']})" if grade.get("refused") else "")
+            f"  grade {grade_letter(overall) + ' ' if overall is not None else ''}{grade['quality']}"
+            f" ({grade.get('method') or 'method unknown'}{f', weakest {item.weakest}' if item.weakest else ''})"
+            + (f", not graded: {grade['refused']}" if grade.get("refused") else "")
         )
         for name, p in grade["parameters"].items():
-            console.print(f"    {name:<7} {p['value']:>9.3g}  grade {p['grade']:.1f}")
+            console.print(f"    {name:<7} {p['value']:>9.3g}  grade {grade_letter(p['grade'])} {p['grade']:.1f}")
         if grade.get("damaged_codewords"):
             console.print(f"    damaged codewords: {', '.join(map(str, grade['damaged_codewords']))}")
+        for warning in grade.get("warnings") or ():
+            console.print(f"    warning: {warning}")
     console.print(f"  data {item.hri or '(not read)'}")
     if record.get("hri"):
         console.print(f"  HRI  {record['hri']}")
+    for key, value in (record.get("fields") or {}).items():
+        console.print(f"    {key:<5} {value}")
+    if record.get("di"):
+        console.print(f"  DI   {record['di']}" + "".join(f", {k} {v}" for k, v in (record.get("pi") or {}).items()))
     for kind, path in files.items():
         console.print(f"  {kind:<8} {path}")
     for d in detail.history:
-        console.print(f"  {exports.local_time(d.at)} {d.user}: {d.label}" + (f": {d.comment}" if d.comment else ""))
+        console.print(
+            f"  disposition {d.label} by {d.user}, {exports.local_time(d.at)}" + (f": {d.comment}" if d.comment else "")
+        )
     if not detail.history and item.verdict == "reject":
         console.print("  disposition: open")
     return 0
 
 
 def _export(index: ReviewIndex, filters: Filters, config, fmt: str, output: Path) -> int:
+    totals = index.totals(filters)
+    temporary = output.with_name(output.name + ".part")  # a failed export leaves no half file under the name
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        temporary = output.with_name(output.name + ".part")
         if fmt == "csv":
             with open(temporary, "wb") as f:
                 for chunk in exports.csv_chunks(index, filters, index.data_dir):
                     f.write(chunk)
         else:
-            since = _moment(filters.since) or datetime.now(UTC) - timedelta(days=1)
+            # the charts cover the report's period: the one asked for, else from its first item on
+            since = _moment(filters.since or totals.first) or datetime.now(UTC) - timedelta(days=1)
             charts = exports.trend_charts(index, config, since, _moment(filters.until))
             by = f"{getpass.getuser()} (udigate rejects export)"
             # pictures straight from the store (the file opens on this machine; the PDF embeds them)
@@ -153,9 +179,11 @@ def _export(index: ReviewIndex, filters: Filters, config, fmt: str, output: Path
                 temporary.write_bytes(exports.report_pdf(html, index.data_dir))
         temporary.replace(output)
     except (OSError, exports.ExportError) as exc:
+        if temporary.is_file():
+            temporary.unlink()
         print(f"udigate rejects export: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {index.totals(filters).items} items to {output}")
+    print(f"wrote {totals.items} items to {output}")
     return 0
 
 
@@ -166,17 +194,24 @@ def _moment(text: str | None) -> datetime | None:
 def hash_command(from_stdin: bool) -> int:
     from .web.auth import hash_password
 
-    if from_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = getpass.getpass("password: ")
-        if getpass.getpass("again: ") != password:
-            print("udigate user hash: the two passwords differ", file=sys.stderr)
-            return 2
+    try:
+        if from_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            password = getpass.getpass("password: ")
+            if getpass.getpass("again: ") != password:
+                print("udigate user hash: the two passwords differ", file=sys.stderr)
+                return 2
+    except EOFError:
+        password = ""
     if len(password) < MIN_PASSWORD:
         print(f"udigate user hash: a password of at least {MIN_PASSWORD} characters, please", file=sys.stderr)
         return 2
-    print(hash_password(password))
-    hint = '[[web.users]]\nname = "…"\npassword_hash = "<the line above>"\nrole = "engineer"  # or "admin"'
-    print(f"in the line configuration (or web.users_file):\n{hint}", file=sys.stderr)
+    hashed = hash_password(password)
+    print(hashed)
+    print(
+        "for the line configuration (in a web.users_file: [[users]]):\n"
+        f'[[web.users]]\nname = "…"\npassword_hash = "{hashed}"\nrole = "engineer"  # or "admin"',
+        file=sys.stderr,
+    )
     return 0

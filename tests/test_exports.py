@@ -1,16 +1,16 @@
-"""Exports of a real store (written by RejectLog) and the ``udigate rejects`` / ``user hash``
-commands run as a user would."""
+"""Exports of a real store (written by RejectLog): the CSV, the printable report as HTML and PDF."""
 
 import csv
 import io
-import json
+import re
+import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
-from argon2 import PasswordHasher
 
 from gateway import exports
 from gateway.config import RejectLogSection, parse_config
@@ -19,129 +19,173 @@ from gateway.review import Filters, ReviewIndex
 
 from .test_rejects import grade, record
 
-UDIGATE = [sys.executable, "-m", "gateway.cli"]
+START = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)  # inside any retention period
 
 
-@pytest.fixture
-def filled(tmp_path):
-    """A store of four items: two rejects with grades, a kept pass, a reject whose record was lost."""
-    data_dir = tmp_path / "data"
-    log = RejectLog(data_dir, RejectLogSection(keep_passes_every=1))
+def stamp(minutes: float) -> str:
+    """A capture time ``minutes`` after START, as the records store it."""
+    return (START + timedelta(minutes=minutes)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def fill_store(data_dir: Path) -> ReviewIndex:
+    """Items 1 … 4 of one run: a reject with Chinese text and a data field that reads like a
+    spreadsheet formula, a reject failing on two reasons with a low SC, a kept pass and a
+    no-read without a frame whose JSON record is then lost."""
+    log = RejectLog(data_dir, RejectLogSection(keep_passes_every=1, min_free_mb=0))
     log.start()
     frame = np.random.default_rng(0).integers(0, 255, (120, 160), np.uint8)
+    pi = {"lot": "批次A", "serial": "S1", "expiry": "2028-11-22"}
     log.observe(
-        record(1, ("wrong_lot",), grade=grade(3.0), data="=HYPERLINK(1)", pi={"lot": "批次A", "serial": "S1"}),
+        record(1, ("wrong_lot",), stamp(0), grade=grade(3.0), data="=HYPERLINK(1)", di="06901234567892", pi=pi),
         frame,
     )
-    log.observe(
-        record(2, ("grade_below_min", "expired"), grade=grade(1.0, sc=0.0), timestamp="2026-11-23T09:00:00.000Z"), frame
-    )
-    log.observe(record(3, (), grade=grade(4.0), timestamp="2026-11-23T09:30:00.000Z"), frame)
-    log.observe(record(4, ("no_read",), timestamp="2026-11-23T10:00:00.000Z"), None)
+    log.observe(record(2, ("grade_below_min", "expired"), stamp(60), grade=grade(1.0, sc=0.0)), frame)
+    log.observe(record(3, (), stamp(90), grade=grade(4.0), data="01\x1d21X"), frame)
+    log.observe(record(4, ("no_read",), stamp(120)), None)
     log.close()
     index = ReviewIndex(data_dir)
     lost = next(i for i in index.iterate() if i.item_id == 4)
     (data_dir / lost.files["record"]).unlink()
-    config_file = tmp_path / "line.toml"
-    config_file.write_text(f'[line]\ndata_dir = "{data_dir}"\n')
-    return index, parse_config(config_file.read_text()), config_file
+    return index
 
 
-def read_csv(data: bytes) -> list[dict]:
-    assert data.startswith(b"\xef\xbb\xbf")  # the BOM: spreadsheets open UTF-8 right
-    return list(csv.DictReader(io.StringIO(data[3:].decode("utf-8"))))
+@pytest.fixture
+def store(tmp_path):
+    data_dir = tmp_path / "data"
+    index = fill_store(data_dir)
+    yield index, parse_config(f'[line]\ndata_dir = "{data_dir}"\n')
+    index.close()
 
 
-def test_csv_has_every_item_with_its_grades_and_guards_formulas(filled):
-    index, config, _ = filled
-    index.dispose(next(index.iterate()).id, "false_reject", "@SUM(A1) ribbon", "anna")
-    rows = read_csv(b"".join(exports.csv_chunks(index, Filters(), config.line.data_dir)))
-    assert [r["item_id"] for r in rows] == ["1", "2", "3", "4"]  # oldest first, the pass included
-    first, second, _, lost = rows
-    assert first["data"] == "'=HYPERLINK(1)" and first["lot"] == "批次A" and first["serial"] == "S1"
-    assert (first["disposition"], first["disposition_by"], first["disposition_comment"]) == (
-        "false_reject",
-        "anna",
-        "'@SUM(A1) ribbon",
+def item_with(index: ReviewIndex, item_id: int):
+    return next(i for i in index.iterate() if i.item_id == item_id)
+
+
+def read_csv(data: bytes) -> tuple[list[str], list[dict]]:
+    """Header and rows of an exported CSV, after checking its byte order mark."""
+    assert data.startswith(b"\xef\xbb\xbf") and not data.startswith(b"\xef\xbb\xbf" * 2)
+    reader = csv.DictReader(io.StringIO(data[3:].decode("utf-8"), newline=""))
+    rows = list(reader)
+    return list(reader.fieldnames), rows
+
+
+def test_csv_has_every_item_oldest_first_with_its_grades(store):
+    index, config = store
+    header, rows = read_csv(b"".join(exports.csv_chunks(index, Filters(), config.line.data_dir)))
+    assert header[:4] == ["id", "record_id", "time_utc", "time_local"] and header[-1] == "image"
+    assert header.index("SC_grade") + 1 == header.index("SC_value")
+    assert {"CC_grade", "MR_value", "PG_grade"} <= set(header)  # every method's parameters
+    assert [r["item_id"] for r in rows] == ["1", "2", "3", "4"]  # the kept pass included
+    first, second, passed, lost = rows
+    assert first["time_utc"] == stamp(0)
+    local = (START.astimezone()).strftime("%Y-%m-%d %H:%M:%S") + ".000"
+    assert first["time_local"] == local
+    assert (first["di"], first["lot"], first["serial"], first["expiry"]) == (
+        "06901234567892",
+        "批次A",
+        "S1",
+        "2028-11-22",
     )
-    assert second["reasons"] == "grade_below_min;expired" and second["SC_grade"] == "0.0"
-    assert second["MOD_grade"] == "4.0" and second["SC_value"] == "0.0" and second["weakest"] == "SC"
-    assert lost["reason"] == "no_read" and lost["lot"] == "" and lost["SC_grade"] == ""  # record gone, row kept
-    only_rejects = read_csv(b"".join(exports.csv_chunks(index, Filters(verdict="reject"), config.line.data_dir)))
-    assert [r["item_id"] for r in only_rejects] == ["1", "2", "4"]
+    assert (first["grade"], first["quality"], first["weakest"]) == ("3.0", "3.0/08/660", "SC")
+    assert Path(config.line.data_dir / first["image"]).is_file()
+    assert (second["reason"], second["reasons"]) == ("grade_below_min", "grade_below_min;expired")
+    assert (second["SC_grade"], second["SC_value"], second["MOD_grade"], second["CC_grade"]) == (
+        "0.0",
+        "0.0",
+        "4.0",
+        "",
+    )
+    assert (passed["verdict"], passed["data"], passed["disposition"]) == ("pass", "01<GS>21X", "")
+    # the record is gone: the index's columns still go out, the record's stay empty
+    assert (lost["reason"], lost["time_utc"], lost["image"]) == ("no_read", stamp(120), "")
+    assert lost["di"] == lost["lot"] == lost["SC_grade"] == lost["damaged_codewords"] == ""
+    _, rejects = read_csv(b"".join(exports.csv_chunks(index, Filters(verdict="reject"), config.line.data_dir)))
+    assert [r["item_id"] for r in rejects] == ["1", "2", "4"]
 
 
-def test_the_report_has_totals_charts_and_escaped_text(filled):
-    index, config, _ = filled
-    item = next(index.iterate())
-    index.dispose(item.id, "confirmed_defect", "<script>alert(1)</script>", "li")
+def test_csv_cells_that_a_spreadsheet_would_run_get_an_apostrophe(store):
+    index, config = store
+    index.dispose(item_with(index, 1).id, "false_reject", "@SUM(A1) 色带褶皱", "anna")
+    index.dispose(item_with(index, 2).id, "confirmed_defect", "-2+3", "li")
+    _, rows = read_csv(b"".join(exports.csv_chunks(index, Filters(), config.line.data_dir)))
+    assert rows[0]["data"] == "'=HYPERLINK(1)"
+    assert (rows[0]["disposition"], rows[0]["disposition_by"]) == ("false_reject", "anna")
+    assert rows[0]["disposition_comment"] == "'@SUM(A1) 色带褶皱"
+    assert rows[1]["disposition_comment"] == "'-2+3"
+    assert rows[2]["data"] == "01<GS>21X"  # harmless text unchanged
+
+
+def test_csv_comes_in_chunks_of_200_rows_with_one_byte_order_mark(tmp_path):
+    log = RejectLog(tmp_path, RejectLogSection(min_free_mb=0))
+    log.start()
+    for n in range(1, 451):
+        log.observe(record(n, ("no_read",), stamp(n / 60)), None)
+    log.close()
+    index = ReviewIndex(tmp_path)
+    chunks = list(exports.csv_chunks(index, Filters(), tmp_path))
+    index.close()
+    assert [chunk.count(b"\r\n") for chunk in chunks] == [201, 200, 50]  # the header rides with the first
+    assert all(not chunk.startswith(b"\xef\xbb\xbf") for chunk in chunks[1:])
+    _, rows = read_csv(b"".join(chunks))
+    assert [int(r["item_id"]) for r in rows] == list(range(1, 451))
+
+
+def test_the_report_has_totals_reason_texts_and_escaped_text(store):
+    index, config = store
+    index.dispose(item_with(index, 1).id, "confirmed_defect", "<script>alert(1)</script> 色带", "li")
     charts = [("overall", "<svg id='chart'></svg>")]
-    html = exports.report_html(index, Filters(verdict="reject"), config, charts, "tester")
-    assert "Reject report" in html and "<svg id='chart'></svg>" in html and "by tester" in html
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
-    assert "the lot is not the production order" in html  # reason texts
-    assert "<tr><td>confirmed defect</td><td>1</td></tr>" in html and "<tr><td>open</td><td>2</td></tr>" in html
-    assert html.count('class="thumb"') == 2  # items 1 and 2 have pictures, item 4 has none
-    assert 'src="/files/rejects/' in html
+    html = exports.report_html(index, Filters(), config, charts, "<b>tester</b>")
+    assert "<h1>Reject report</h1>" in html and "<svg id='chart'></svg>" in html  # the chart as it is
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; 色带" in html and "<script>" not in html
+    assert "by &lt;b&gt;tester&lt;/b&gt;" in html
+    totals = {k: int(v) for k, v in re.findall(r"<tr><th>([^<]+)</th><td>(\d+)</td></tr>", html)}
+    assert totals == {"items in the report": 4, "rejects": 3, "kept passes (sample)": 1}
+    assert '<td>grade_below_min</td><td class="muted">print quality grade below the line&#39;s minimum</td>' in html
+    assert "the lot is not the production order" in html and "no readable Data Matrix on the pack" in html
+    dispositions = dict(re.findall(r"<tr><td>(open|confirmed defect|false reject)</td><td>(\d+)</td></tr>", html))
+    assert dispositions == {"open": "2", "confirmed defect": "1", "false reject": "0"}
+    local = START.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    assert f"<td>{local} to " in html  # the period: from the first item, in local time
+    assert "<td>D 1.0/08/660</td>" in html  # grade letter and quality
+    thumbs = re.findall(r'<img class="thumb" src="([^"]+)"', html)
+    assert len(thumbs) == 3 and all(src.startswith("/files/rejects/") for src in thumbs)  # item 4 has no frame
+    assert (config.line.data_dir / thumbs[0].removeprefix("/files/")).is_file()
+    root = config.line.data_dir.resolve().as_uri() + "/"
+    standalone = exports.report_html(index, Filters(verdict="reject"), config, [], "tester", image_root=root)
+    assert f'src="{root}rejects/' in standalone and "rejects and kept passes" not in standalone
 
 
-def test_the_pdf_report_embeds_the_store_pictures_only(filled, tmp_path):
-    index, config, _ = filled
+def test_the_report_lists_at_most_report_rows_items(store, monkeypatch):
+    index, config = store
+    monkeypatch.setattr(exports, "REPORT_ROWS", 2)
+    html = exports.report_html(index, Filters(), config, [], "tester")
+    assert html.count('<td class="data">') == 2
+    assert "2 more items are not listed here: the CSV export has every item." in html
+
+
+def test_the_pdf_report_embeds_the_store_pictures_only(store, tmp_path):
+    index, config = store
     root = config.line.data_dir.resolve().as_uri() + "/"
     html = exports.report_html(index, Filters(), config, [], "tester", image_root=root)
     pdf = exports.report_pdf(html, config.line.data_dir)
     assert pdf.startswith(b"%PDF") and b"/Subtype /Image" in pdf
-    outside = tmp_path / "outside.png"
-    outside.write_bytes((config.line.data_dir / next(index.iterate()).files["thumb"]).read_bytes())
+    if shutil.which("pdftotext"):
+        text = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True).stdout
+        assert "Reject report" in text.decode()
+    outside = tmp_path / "outside.jpg"
+    outside.write_bytes((config.line.data_dir / item_with(index, 1).files["thumb"]).read_bytes())
     sneaky = exports.report_pdf(f'<p>x</p><img src="{outside.as_uri()}">', config.line.data_dir)
-    assert b"/Subtype /Image" not in sneaky  # refused: not a picture of the store
+    assert sneaky.startswith(b"%PDF") and b"/Subtype /Image" not in sneaky  # not a picture of the store
 
 
-def udigate(*args, stdin=None, cwd=None):
-    return subprocess.run([*UDIGATE, *args], capture_output=True, text=True, input=stdin, timeout=120, cwd=cwd)
+def test_a_pdf_without_weasyprint_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "weasyprint", None)  # import weasyprint raises ImportError
+    with pytest.raises(exports.ExportError, match="libpango-1.0-0 libpangoft2-1.0-0"):
+        exports.report_pdf("<p>x</p>", Path("."))
 
 
-def test_rejects_list_show_and_export_commands(filled, tmp_path):
-    index, _, config_file = filled
-    listing = udigate("rejects", "list", "--config", str(config_file), "--json")
-    assert listing.returncode == 0, listing.stderr
-    assert [json.loads(line)["item_id"] for line in listing.stdout.splitlines()] == [4, 2, 1]
-    passes = udigate("rejects", "list", "--config", str(config_file), "--passes", "--json")
-    assert [json.loads(line)["item_id"] for line in passes.stdout.splitlines()] == [3]
-    table = udigate("rejects", "list", "--config", str(config_file), "--reason", "expired", "--since", "2026-11-23")
-    assert "grade_below_min, expired" in table.stdout and "1 of 1 matching" in table.stdout
-
-    item_id = next(i.id for i in index.iterate() if i.item_id == 2)
-    show = udigate("rejects", "show", "--config", str(config_file), str(item_id))
-    assert show.returncode == 0 and "reason grade_below_min" in show.stdout and "SC" in show.stdout
-    overlay_line = next(line for line in show.stdout.splitlines() if line.strip().startswith("thumb"))
-    assert Path(overlay_line.split()[-1]).is_file()  # absolute paths the engineer can open
-    missing = udigate("rejects", "show", "--config", str(config_file), "999")
-    assert missing.returncode == 1 and "no item 999" in missing.stderr
-
-    for fmt in ("csv", "html", "pdf"):
-        out = tmp_path / f"export.{fmt}"
-        done = udigate("rejects", "export", "--config", str(config_file), "--format", fmt, "--output", str(out))
-        assert done.returncode == 0 and f"wrote 3 items to {out}" in done.stdout, done.stderr
-    assert len(read_csv((tmp_path / "export.csv").read_bytes())) == 3
-    assert (tmp_path / "export.pdf").read_bytes().startswith(b"%PDF")
-    assert "Reject report" in (tmp_path / "export.html").read_text()
-
-    bad = udigate("rejects", "list", "--config", str(config_file), "--since", "last week")
-    assert bad.returncode == 2 and "since = 'last week'" in bad.stderr
-
-
-def test_reading_commands_do_not_create_a_store(tmp_path):
-    config_file = tmp_path / "line.toml"
-    config_file.write_text(f'[line]\ndata_dir = "{tmp_path / "empty"}"\n')
-    result = udigate("rejects", "list", "--config", str(config_file))
-    assert result.returncode == 1 and "no review store in" in result.stderr
-    assert not (tmp_path / "empty" / "udigate.db").exists()
-
-
-def test_user_hash_makes_a_hash_that_verifies():
-    done = udigate("user", "hash", "--password-stdin", stdin="line-1-quality\n")
-    assert done.returncode == 0 and "[[web.users]]" in done.stderr
-    assert PasswordHasher().verify(done.stdout.strip(), "line-1-quality")
-    short = udigate("user", "hash", "--password-stdin", stdin="short\n")
-    assert short.returncode == 2 and "at least 8 characters" in short.stderr
+def test_safe_name():
+    assert exports.safe_name("PO 12/批次A") == "PO_12_A"
+    assert exports.safe_name("line-1.v2") == "line-1.v2"
+    assert exports.safe_name("..") == exports.safe_name("") == "_"
+    assert exports.safe_name("-rf .hidden") == "rf_.hidden"

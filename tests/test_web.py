@@ -13,6 +13,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from gateway.config import ConfigError, RejectLogSection, parse_config
+from gateway.jobs import JobControl, read_job_file
 from gateway.rejects import RejectLog
 from gateway.review import ReviewIndex
 from gateway.web.server import WebServer
@@ -72,14 +73,15 @@ def store(data_dir):
 def serve(tmp_path):
     servers = []
 
-    def start(web: str = "", data_dir=None) -> Client:
+    def start(web: str = "", data_dir=None, jobs=None) -> Client:
         data_dir = data_dir or tmp_path / "data"
         if not (data_dir / "udigate.db").exists():
             store(data_dir)
         users = f'[[web.users]]\nname = "qa"\npassword_hash = "{HASH}"\n'
         users += f'[[web.users]]\nname = "boss"\npassword_hash = "{HASH}"\nrole = "admin"\n'
-        config = parse_config(f'[line]\ndata_dir = "{data_dir}"\n[web]\nport = 0\n{web}\n{users}')
-        server = WebServer(config, ReviewIndex(data_dir), metrics=lambda: b"udigate_test 1\n")
+        job = '[job]\nid = "PO-1"\ngtin = "06901234567892"\nrequired_ais = ["01", "10"]\n'
+        config = parse_config(f'[line]\ndata_dir = "{data_dir}"\n{job}[web]\nport = 0\n{web}\n{users}')
+        server = WebServer(config, ReviewIndex(data_dir), jobs=jobs, metrics=lambda: b"udigate_test 1\n")
         servers.append(server)
         return Client(server.start())
 
@@ -184,3 +186,21 @@ def test_a_users_file_with_a_bad_entry_names_the_key(tmp_path):
         config.web.all_users()
     assert error.value.source == str(users)
     assert "web.users.0.password_hash = 'plaintext': expected an argon2 hash" in error.value.problems[0]
+
+
+def test_an_admin_starts_and_stops_the_production_order(serve, tmp_path):
+    changes = []
+    config = parse_config('[job]\nid = "PO-1"\ngtin = "06901234567892"\nrequired_ais = ["01", "10"]\n')
+    jobs = JobControl(config.job, tmp_path / "data", changes.append)
+    client = serve(jobs=jobs)
+    client.login("boss")
+    token = client.csrf("/settings")
+    form = {"csrf": token, "action": "start", "id": "PO-2", "gtin": "06901234567892", "lot": "B77"}
+    status, headers, _ = client.post("/settings/job", form)
+    assert (status, headers["Location"]) == (303, "/settings")
+    assert (jobs.active.id, jobs.active.lot, jobs.active.required_ais) == ("PO-2", "B77", ("01", "10"))
+    assert changes[-1] is jobs.active and read_job_file(jobs.path)[1].id == "PO-2"  # as udigate job start
+    bad = client.post("/settings/job", {**form, "gtin": "06901234567893"})
+    assert bad[0] == 400 and b"check digit" in bad[2] and jobs.active.id == "PO-2"
+    client.post("/settings/job", {"csrf": token, "action": "stop"})
+    assert jobs.active is None and changes[-1] is None
