@@ -11,6 +11,7 @@ from .trends import DriftWarning, TrendPoint, minutes_between
 
 LETTERS = ((4, "A"), (3, "B"), (2, "C"), (1, "D"), (0, "F"))
 LEFT, RIGHT, TOP, BOTTOM = 34, 10, 24, 22  # plot margins, px
+FITTED_MINUTES = 60.0  # the fitted line is drawn back over the default drift window (grading.drift_window_minutes)
 
 
 def trend_chart_svg(
@@ -57,9 +58,13 @@ def trend_chart_svg(
         return "".join(parts)
 
     start, end = series[0].minute, series[-1].minute
-    span = max(minutes_between(start, end), 1.0)
+    measured = max(minutes_between(start, end), 1.0)
+    # Room after the last minute for the projection to the minimum, at most as long again as the
+    # measured period so that the measurements keep at least half the width.
+    ahead = 0.0
     if warning is not None and warning.minutes_to_minimum is not None:
-        span += min(warning.minutes_to_minimum, span)  # room for the projection, at most as long again
+        ahead = min(warning.minutes_to_minimum, measured)
+    span = measured + ahead
 
     def x_of(minute: str) -> float:
         return LEFT + plot_w * minutes_between(start, minute) / span
@@ -78,10 +83,9 @@ def trend_chart_svg(
         parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#1f5fbf"/>')
     if warning is not None:
         x_now, y_now = x_of(end), y_of(warning.current)
-        ahead = min(warning.minutes_to_minimum or 0.0, span)
         x_then = x_now + plot_w * ahead / span
         y_then = y_of(warning.current + warning.slope_per_hour / 60 * ahead)
-        back = min(minutes_between(start, end), 60.0)
+        back = min(minutes_between(start, end), FITTED_MINUTES)
         x_back = x_now - plot_w * back / span
         y_back = y_of(warning.current - warning.slope_per_hour / 60 * back)
         parts.append(
@@ -97,12 +101,13 @@ def _ticks(start: str, span_minutes: float) -> list[tuple[str, str]]:
     """About six (minute, label) ticks on round times, labelled HH:MM (MM-DD for spans of days) in
     the gateway's local time."""
     step = next((s for s in (1, 2, 5, 10, 15, 30, 60, 120, 240, 360, 720, 1440) if span_minutes / s <= 6), 2880)
-    first = datetime.fromisoformat(start)
-    offset = (-(first.hour * 60 + first.minute)) % step
-    moment = first + timedelta(minutes=offset)
+    first = datetime.fromisoformat(start).replace(tzinfo=UTC)
+    # Round in local time, so that a plant half an hour off UTC still gets ticks on its full hours.
+    first_local = first.astimezone()
+    moment = first + timedelta(minutes=(-(first_local.hour * 60 + first_local.minute)) % step)
     ticks = []
-    while minutes_between(start, moment.strftime("%Y-%m-%dT%H:%M")) <= span_minutes:
-        local = moment.replace(tzinfo=UTC).astimezone()  # labelled as the plant's clocks read
-        ticks.append((moment.strftime("%Y-%m-%dT%H:%M"), local.strftime("%m-%d" if step >= 720 else "%H:%M")))
+    while (moment - first).total_seconds() / 60 <= span_minutes:
+        label = moment.astimezone().strftime("%m-%d" if step >= 720 else "%H:%M")  # as the plant's clocks read
+        ticks.append((moment.strftime("%Y-%m-%dT%H:%M"), label))
         moment += timedelta(minutes=step)
     return ticks

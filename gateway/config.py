@@ -145,6 +145,9 @@ class SimulatorSection(Section):
     blur_sigma: float = Field(0.6, ge=0, le=5)  # Gaussian blur, pixels
     noise_sigma: float = Field(2.0, ge=0, le=40)  # sensor noise, grey levels
     lighting: float = Field(0.2, ge=0, le=0.9)  # brightness falls by up to this share across the frame
+    # A printhead running dry: the ink's grey level rises by this much per 1000 items, so contrast
+    # and grades fall over the run until items are rejected. Faded items carry no ground truth.
+    ink_fade_per_1000: float = Field(0, ge=0, le=255)
     shelf_life_days: int = Field(730, ge=1, le=36500)
     seed: int | None = Field(None, ge=0)  # fixed seed = the same items (and serials) every run
     defects: DefectMix = DefectMix()

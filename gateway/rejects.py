@@ -30,15 +30,16 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from vision.grade import Grade
-from vision.report import report_image, symbol_crop
-from vision.symbol import Symbol
-
 from .config import RejectLogSection
+
+if TYPE_CHECKING:
+    from vision.grade import Grade
+    from vision.symbol import Symbol
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,9 @@ class RejectLog:
             log.error("reject log: could not store item %s: %s", record.get("record_id"), exc)
 
     def _write(self, db: sqlite3.Connection, entry: _Kept) -> None:
+        # here, not at the top: `udigate rejects` reads the store without loading numba
+        from vision.report import report_image, symbol_crop
+
         record, image = entry.record, entry.image
         day = record["timestamp"][:10]
         stem = f"rejects/{day}/{record['run_id']}-{record['item_id']:08d}"

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 
+from gateway.cli import main
 from gateway.config import dump_config, parse_config
 from gateway.reasons import REASONS
 
@@ -213,14 +214,13 @@ def stored(tmp_path):
     index.close()
 
 
-def test_rejects_list_filters_the_store(stored):
+def test_rejects_list_filters_the_store(stored, capsys):
     index, config = stored
     index.dispose(item_with(index, 1).id, "false_reject", "ribbon", "anna")
 
-    def listed(*options: str) -> list[int]:
-        done = udigate("rejects", "list", "--config", str(config), "--json", *options)
-        assert done.returncode == 0, done.stderr
-        return [json.loads(line)["item_id"] for line in done.stdout.splitlines()]
+    def listed(*options: str) -> list[int]:  # in this process: a second each saved
+        assert main(["rejects", "list", "--config", str(config), "--json", *options]) == 0
+        return [json.loads(line)["item_id"] for line in capsys.readouterr().out.splitlines()]
 
     assert listed() == [4, 2, 1]  # rejects, newest first
     assert listed("--passes") == [3]

@@ -100,11 +100,12 @@ def test_metrics_and_status_of_a_running_line(tmp_path):
     assert (passed, rejected) == (summary.stats.passed, summary.stats.rejected) and passed + rejected == 40
     reasons = {dict(k[1])["reason"]: v for k, v in samples.items() if k[0] == "udigate_reject_reasons_total"}
     assert reasons == summary.stats.by_reason
-    assert samples[("udigate_store_items", ())] == summary.rejects_logged
+    assert samples[("udigate_store_items", ())] == summary.rejects_logged + summary.passes_kept
     assert samples[("udigate_alarm", (("alarm", "plc_heartbeat_lost"),))] == 0
     assert ("udigate_plc_results_total", (("delivery", "in_time"),)) in samples
     assert samples[("process_resident_memory_bytes", ())] > 10e6
-    assert status["stats"]["items"] == 40 and status["store"]["items"] == summary.rejects_logged
+    assert status["stats"]["items"] == 40
+    assert status["store"]["items"] == summary.rejects_logged + summary.passes_kept
     assert status["job"]["id"] == "PO-DEMO-0001"
 
 

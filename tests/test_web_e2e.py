@@ -3,6 +3,8 @@ runs, a quality engineer opens the UI, filters the rejects, opens one, logs in, 
 disposition and finds it persisted. Screenshots go to test-artifacts/ui/ for a person to look at.
 """
 
+import csv
+import io
 import re
 import shutil
 import threading
@@ -156,9 +158,25 @@ def test_a_quality_engineer_reviews_a_reject(running_line, browser):
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("false reject")
 
+    # Exports of today: the PDF and the CSV download, the CSV carries the disposition.
+    page.goto(url + "export")
+    with page.expect_download() as download:
+        page.click("button[formaction='/report.pdf']")
+    assert Path(download.value.path()).read_bytes().startswith(b"%PDF")
+    with page.expect_download() as download:
+        page.click("button[formaction='/export.csv']")
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8-sig"))))
+    assert [(r["item_id"], r["disposition_by"]) for r in rows if r["disposition"]] == [
+        (str(detail.item.item_id), "anna")
+    ]
+    page.click("button[formaction='/report']")
+    expect(page.locator("h1")).to_have_text("Reject report")
+    expect(page.locator("#by-disposition")).to_contain_text("false reject")
+    shot(page, "5-report")
+
     # Trends: one chart per graded measure.
     page.goto(url + "trends?period=1h")
     expect(page.locator("#chart-overall svg")).to_be_visible()
     assert page.locator("figure.chart svg").count() >= 5
-    shot(page, "5-trends")
+    shot(page, "6-trends")
     assert failures == []

@@ -1,20 +1,22 @@
 """The grade report picture: the symbol enlarged, with the fitted grid, every module's
 modulation grade as a coloured dot, the damaged codewords outlined, damaged finder and clock
 modules marked and modules graded F crossed, under a header with the quality string and the
-parameter grades. Pure computation: frame and grade in, BGR image
-out (the caller writes it).
+parameter grades. Pure computation: frame and grade in, BGR image out (the caller writes it).
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from .grade import Grade, fixed_pattern_segments
 from .placement import layout
 from .symbol import Symbol
+
+if TYPE_CHECKING:
+    from .grade import Grade
 
 # BGR colour per grade 4 (A) … 0 (F)
 GRADE_COLOURS = {4: (60, 170, 40), 3: (90, 210, 150), 2: (40, 210, 230), 1: (30, 140, 250), 0: (40, 40, 220)}
@@ -23,8 +25,16 @@ DAMAGED = (200, 40, 200)  # magenta outline: damaged codewords
 FINDER_DAMAGE = (30, 30, 230)  # red outline: finder / clock modules whose margin grades D or F
 FINDER_DAMAGE_BELOW = 2  # the margin grade below which a fixed-pattern module counts as damaged (C passes)
 GRID = (200, 160, 60)
+HEADER_FONT = cv2.FONT_HERSHEY_SIMPLEX
 MARGIN_MODULES = 3
 MIN_MODULE_PX = 24  # modules are drawn at least this large
+MIN_WIDTH_PX = 520  # room for the header whatever the symbol's size
+LEGEND = (
+    "dots: module modulation grade",
+    "magenta: damaged codewords",
+    "red: damaged finder/clock",
+    "x: module graded F",
+)
 
 
 def grade_letter(grade: float) -> str:
@@ -32,7 +42,9 @@ def grade_letter(grade: float) -> str:
     return GRADE_LETTERS[max(0, min(4, math.floor(grade + 1e-9)))]
 
 
-def symbol_crop(image: np.ndarray, symbol: Symbol, margin_modules: float = MARGIN_MODULES):
+def symbol_crop(
+    image: np.ndarray, symbol: Symbol, margin_modules: float = MARGIN_MODULES
+) -> tuple[np.ndarray, tuple[int, int]]:
     """The part of ``image`` around ``symbol`` (its corners' bounding box and ``margin_modules``
     of quiet zone, clipped to the frame) and that part's origin (x0, y0) in the frame."""
     corners = np.array(symbol.corners, np.float64)
@@ -89,7 +101,8 @@ def report_image(image: np.ndarray, symbol: Symbol, grade: Grade) -> np.ndarray:
                     1,
                     cv2.LINE_AA,
                 )
-    return np.vstack([_header(grade, max(body.shape[1], 520)), _pad_to(body, max(body.shape[1], 520))])
+    width = max(body.shape[1], MIN_WIDTH_PX)
+    return np.vstack([_header(grade, width), _pad_to(body, width)])
 
 
 def _mark_damaged_modules(
@@ -98,6 +111,8 @@ def _mark_damaged_modules(
     """Red squares on the finder and clock modules whose reflectance margin grades below C (what
     fixed pattern damage counts), a cross on every data module whose margin is F (read as the
     wrong colour, or too close to the threshold to tell)."""
+    from .grade import fixed_pattern_segments  # here: grade_letter users need not load numba
+
     segments = fixed_pattern_segments(symbol.grid.size)
     fixed = np.logical_or.reduce([m[1:-1, 1:-1] for m in segments.values()])  # the symbol's own modules
     rows, cols = margin_grades.shape
@@ -120,23 +135,40 @@ def _header(grade: Grade, width: int) -> np.ndarray:
     if grade.refused:
         lines.append([(f"not graded: {grade.refused}", True)])
     parameters = [(f"{name} {grade_letter(p.grade)}", p.grade < 1.5) for name, p in grade.parameters.items()]
-    lines += [parameters[i : i + 5] for i in range(0, len(parameters), 5)]
-    lines.append([("dots: module modulation grade   magenta: damaged codewords", False)])
-    lines.append([("red: damaged finder / clock modules   x: module of the wrong colour or unclear", False)])
+    lines += _flow(parameters, width)
+    lines += _flow([(item, False) for item in LEGEND], width)
     header = np.full((22 * len(lines) + 16, width, 3), 255, np.uint8)
-    font = cv2.FONT_HERSHEY_SIMPLEX
     for i, tokens in enumerate(lines):
         x = 8
         for text, failing in tokens:
             colour, thickness = ((30, 30, 210), 2) if failing else ((20, 20, 20), 1)
-            cv2.putText(header, text, (x, 24 + 22 * i), font, 0.55, colour, thickness, cv2.LINE_AA)
-            x += cv2.getTextSize(text + "   ", font, 0.55, thickness)[0][0]
+            cv2.putText(header, text, (x, 24 + 22 * i), HEADER_FONT, 0.55, colour, thickness, cv2.LINE_AA)
+            x += _token_width(text, thickness)
     x = width - 5 * 34 - 8
     for g in range(4, -1, -1):  # colour key
         cv2.circle(header, (x, 16), 6, GRADE_COLOURS[g], -1, cv2.LINE_AA)
-        cv2.putText(header, GRADE_LETTERS[g], (x + 9, 21), font, 0.45, (20, 20, 20), 1)
+        cv2.putText(header, GRADE_LETTERS[g], (x + 9, 21), HEADER_FONT, 0.45, (20, 20, 20), 1)
         x += 34
     return header
+
+
+def _token_width(text: str, thickness: int) -> int:
+    """Pixels a header token takes, with the gap to the next one."""
+    return cv2.getTextSize(text + "   ", HEADER_FONT, 0.55, thickness)[0][0]
+
+
+def _flow(tokens: list[tuple[str, bool]], width: int) -> list[list[tuple[str, bool]]]:
+    """``tokens`` (text, failing) laid out in as many lines as it takes to stay inside ``width``."""
+    lines: list[list[tuple[str, bool]]] = [[]]
+    used = 0
+    for text, failing in tokens:
+        needed = _token_width(text, 2 if failing else 1)
+        if lines[-1] and 8 + used + needed > width:
+            lines.append([])
+            used = 0
+        lines[-1].append((text, failing))
+        used += needed
+    return lines
 
 
 def _pad_to(body: np.ndarray, width: int) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The line simulator: a packaging line with a printer that sometimes fails, seen by a camera.
 
 Every item carries its ground truth (what was printed, which defect, which verdict a correct
-station reaches), so tests and the demo can check every verdict.
+station reaches), so tests and the demo can check every verdict; except items printed with a
+fading ink (``ink_fade_per_1000``), whose verdict depends on how far the grades have fallen.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class LineSimulator:
             if trigger.item_id == self.config.items:  # the last one: do not wait for another trigger
                 return
 
-    def _next_label(self, item_id: int) -> tuple[Print, LabelTruth]:
+    def _next_label(self, item_id: int) -> tuple[Print, LabelTruth | None]:
         defect = str(self._rng.choice(self._defects, p=self._weights / self._weights.sum()))
         if defect == "duplicate_serial" and not self._verified_serials:
             defect = "good"  # nothing to duplicate yet
@@ -105,6 +106,8 @@ class LineSimulator:
             if defect == "low_contrast"
             else (self._rng.uniform(15, 40), self._rng.uniform(200, 225))
         )
+        fade = self.config.ink_fade_per_1000 * (item_id - 1) / 1000
+        ink = min(ink + fade, paper)  # a dry printhead ends up printing nothing, never lighter than the label
         hri = f"(01){content.gtin}(11){_yymmdd(content.production)}(17){_yymmdd(content.expiry)}{lot_and_serial}"
         lines = (
             f"(01) {content.gtin}",
@@ -123,6 +126,10 @@ class LineSimulator:
         expected = self._expected_reasons(defect)
         if not expected:
             self._verified_serials.append(content.serial)
+        if fade >= 1:
+            # Where a faded print crosses the minimum grade (or stops being read) is what the
+            # station measures; the simulator cannot know it in advance, so it claims no verdict.
+            return label, None
         element_string = None if label.hri is None else _element_string(hri)
         return label, LabelTruth(defect, element_string, expected)
 
