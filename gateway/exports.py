@@ -108,7 +108,9 @@ def trend_charts(
     limits = minimums(config, {p.parameter for p in points})
     by_parameter = {w.parameter: w for w in warnings}
     charts = []
-    for name in ["overall", *sorted(name for name in limits if name != "overall")]:
+    # the standard's order; Decode is A for every graded item, nothing to watch
+    charted = ["overall", *(name for name in PARAMETERS if name in limits and name != "Decode")]
+    for name in charted + sorted(set(limits) - set(charted) - {"Decode"}):
         title = "overall grade" if name == "overall" else f"{name}: {PARAMETER_NAMES.get(name, name)}"
         svg = trend_chart_svg(
             points, name, limits[name], config.grading.warn_margin, title, warning=by_parameter.get(name)

@@ -267,6 +267,8 @@ class RejectLog:
         grade = record.get("grade") or {}
         parameters = grade.get("parameters") or {}
         weakest = min(parameters, key=lambda name: parameters[name]["grade"]) if parameters else None
+        if weakest is not None and parameters[weakest]["grade"] >= 4:
+            weakest = None  # all A: nothing is weak
         codes = [r["code"] for r in record["reasons"]]
         row = {
             "record_id": record["record_id"],
