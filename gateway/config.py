@@ -159,18 +159,85 @@ class FolderSection(Section):
     rate_ppm: float = Field(0, ge=0, le=60000)  # 0 = as fast as inspected
 
 
+def _valid_box(value: tuple[int, ...]) -> tuple[int, ...]:
+    if len(value) != 4 or min(value[:2]) < 0 or min(value[2:]) <= 0:
+        raise ValueError("[x, y, width, height]: 4 integers, x and y >= 0, width and height > 0")
+    return value
+
+
+Box = Annotated[tuple[int, ...], AfterValidator(_valid_box)]  # a rectangle of the frame, in pixels
+
+
+class CameraSection(Section):
+    """A real camera (kind = "opencv" or "picamera2"): fixed settings, so every label is lit and
+    exposed alike (automatic exposure would change the grades)."""
+
+    # opencv: a V4L2 device ("/dev/video0"), its index ("0") or a video file (tests, replays);
+    # picamera2: the camera number ("0")
+    device: str = "0"
+    width: int = Field(1280, ge=160, le=8192)
+    height: int = Field(960, ge=120, le=8192)
+    fps: float = Field(30, gt=0, le=1000)  # opencv: requested rate; a video file replays at this rate
+    rate_ppm: float = Field(60, ge=0, le=60000)  # trigger = "timer": captures per minute; 0 = every frame
+    exposure_us: int | None = Field(None, ge=10, le=1_000_000)  # fixed exposure; none = the camera's own
+    gain: float | None = Field(None, ge=0, le=64)  # fixed analogue gain
+    focus: float | None = Field(None, ge=0, le=1000)  # picamera2: lens position in dioptres; opencv: CAP_PROP_FOCUS
+    roi: Box | None = None  # [x, y, width, height] cut from every frame before vision
+    # picamera2 with an external trigger (Global Shutter Camera XTR pin): every frame is one item,
+    # source.trigger = "camera"
+    external_trigger: bool = False
+    loop: bool = False  # a video file starts again at its end
+
+
+class GpioSection(Section):
+    """A photo-eye on a GPIO line (trigger = "gpio"), through libgpiod's character device."""
+
+    chip: str = "/dev/gpiochip0"  # Raspberry Pi 5: /dev/gpiochip4 (the RP1's header pins)
+    line: int = Field(17, ge=0, le=511)  # the line offset: BCM number on a Raspberry Pi
+    active_low: bool = False  # an NPN (sinking) sensor pulls the line low when it sees a pack
+    debounce_ms: float = Field(5, ge=0, le=1000)
+    # from the photo-eye to the camera's field of view: the capture waits this long
+    delay_ms: float = Field(0, ge=0, le=10_000)
+
+
+class PresenceSection(Section):
+    """Free-running capture (trigger = "presence"): an item is a pack entering the frame, seen
+    as a share of the region's pixels differing from the empty belt."""
+
+    region: Box | None = None  # [x, y, width, height] watched; none = the whole frame
+    level: float = Field(25, gt=0, le=255)  # grey levels a pixel must differ by
+    share: float = Field(0.05, gt=0, le=1)  # share of the region's pixels that must differ
+    settle_frames: int = Field(1, ge=0, le=100)  # frames to wait after entry (the pack moves into view)
+
+
 class SourceSection(Section):
-    kind: Literal["simulator", "folder"] = "simulator"
-    # "timer": the source's own rate_ppm; "plc": one capture per trigger edge from the PLC over
-    # Modbus (plc_control bit 2, with the PLC's item id and encoder count; docs/plc-register-map.md)
-    trigger: Literal["timer", "plc"] = "timer"
+    kind: Literal["simulator", "folder", "opencv", "picamera2"] = "simulator"
+    # "timer": the source's own rate; "plc": one capture per trigger edge from the PLC over
+    # Modbus (plc_control bit 2, with the PLC's item id and encoder count; docs/plc-register-map.md);
+    # "gpio": a photo-eye ([source.gpio]); "presence": free-running, a pack entering the frame
+    # ([source.presence]); "camera": the camera's own hardware trigger, one frame per item
+    trigger: Literal["timer", "plc", "gpio", "presence", "camera"] = "timer"
     simulator: SimulatorSection = SimulatorSection()
     folder: FolderSection | None = None
+    camera: CameraSection = CameraSection()
+    gpio: GpioSection = GpioSection()
+    presence: PresenceSection = PresenceSection()
 
     @model_validator(mode="after")
     def _folder_given(self) -> SourceSection:
         if self.kind == "folder" and self.folder is None:
             raise ValueError('a [source.folder] table with path = "..." when kind = "folder"')
+        return self
+
+    @model_validator(mode="after")
+    def _trigger_fits_the_source(self) -> SourceSection:
+        cameras = ("opencv", "picamera2")
+        if self.trigger in ("gpio", "presence") and self.kind not in cameras:
+            raise ValueError(f'source.trigger = "{self.trigger}" with a camera: kind = "opencv" or "picamera2"')
+        if self.trigger == "camera" and not (self.kind == "picamera2" and self.camera.external_trigger):
+            raise ValueError('source.trigger = "camera" with kind = "picamera2" and camera.external_trigger = true')
+        if self.camera.external_trigger and self.trigger != "camera":
+            raise ValueError('source.camera.external_trigger = true with source.trigger = "camera"')
         return self
 
 
@@ -184,14 +251,7 @@ class VisionSection(Section):
     max_symbols: int = Field(1, ge=1, le=16)  # symbols to look for per frame (an item carries one)
     workers: int = Field(2, ge=1, le=32)  # decoding threads
     queue_size: int = Field(4, ge=1, le=1024)  # frames waiting for a worker
-    roi: tuple[int, ...] | None = None  # [x, y, width, height] in pixels; none = whole frame
-
-    @field_validator("roi")
-    @classmethod
-    def _roi_form(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
-        if value is not None and (len(value) != 4 or min(value[:2]) < 0 or min(value[2:]) <= 0):
-            raise ValueError("[x, y, width, height]: 4 integers, x and y >= 0, width and height > 0")
-        return value
+    roi: Box | None = None  # [x, y, width, height] in pixels; none = whole frame
 
     @field_validator("size_hint")
     @classmethod

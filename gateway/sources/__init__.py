@@ -135,6 +135,12 @@ def open_source(config: Config, today: date | None = None, plc: PlcTriggers | No
         from .folder import FolderSource
 
         return FolderSource(source.folder, plc)
+    if source.kind in ("opencv", "picamera2"):
+        from .camera import CameraSource, open_camera
+        from .gpio import GpioTriggers
+
+        gpio = GpioTriggers(source.gpio) if source.trigger == "gpio" else None
+        return CameraSource(source, open_camera(source), plc, gpio)
     from .simulator import LineSimulator
 
     return LineSimulator(source.simulator, config.job, today=today, plc=plc)
