@@ -13,10 +13,12 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.config import CameraSection, PresenceSection, parse_config
-from gateway.sources.camera import CameraError, CameraSource, EndOfVideo, OpenCvCamera
+from gateway.sources import PlcTriggers
+from gateway.sources.camera import CameraError, CameraSource, EndOfVideo, OpenCvCamera, Picamera2Camera
 from gateway.sources.gpio import GpioError, GpioTriggers
 from gateway.sources.presence import PresenceDetector
 from gateway.sources.simulator import LineSimulator
+from plc.registers import PlcTrigger
 
 from .conftest import line_config
 
@@ -259,8 +261,6 @@ def test_picamera2_with_an_external_trigger_gives_one_item_per_frame(monkeypatch
 
 def test_picamera2_missing_names_the_os_package():
     with pytest.raises(CameraError, match="sudo apt install python3-picamera2"):
-        from gateway.sources.camera import Picamera2Camera
-
         Picamera2Camera(CameraSection())
 
 
@@ -285,3 +285,42 @@ def test_trigger_settings_must_fit_the_source():
     ):
         with pytest.raises(Exception, match=message.replace("[", r"\[").replace("]", r"\]")):
             parse_config(text)
+
+
+def test_plc_triggers_take_the_frame_after_the_edge_and_keep_the_plc_item_id():
+    plc = PlcTriggers()
+    source = parse_config('[source]\nkind = "opencv"\ntrigger = "plc"\n[plc.modbus]\nenabled = true\n').source
+    camera = StampedCamera()
+    stop = threading.Event()
+
+    def edges():
+        for plc_item, encoder in ((1001, 500), (1002, 820)):
+            time.sleep(0.1)
+            assert plc.offer(PlcTrigger(plc_item, encoder, time.monotonic()))
+
+    threading.Thread(target=edges).start()
+    frames = []
+    for frame in CameraSource(source, camera, plc=plc).frames(stop):
+        frames.append(frame)
+        if len(frames) == 2:
+            stop.set()
+    assert [(f.item_id, f.plc_item_id, f.encoder) for f in frames] == [(1, 1001, 500), (2, 1002, 820)]
+    for frame in frames:
+        captured = camera.times[int(frame.image[0, 0]) - 1]
+        assert frame.t_trigger <= captured < frame.t_trigger + 0.03
+
+
+def test_a_camera_that_fails_mid_run_ends_the_source_with_its_reason():
+    class Unplugged(StampedCamera):
+        def read(self):
+            if self.count == 5:
+                raise CameraError("/dev/video0 stopped delivering frames (unplugged?)")
+            return super().read()
+
+    source = parse_config('[source]\nkind = "opencv"\n[source.camera]\nrate_ppm = 0\n').source
+    camera = Unplugged()
+    frames = []
+    with pytest.raises(CameraError, match="stopped delivering frames"):
+        for frame in CameraSource(source, camera).frames(threading.Event()):
+            frames.append(frame)
+    assert 1 <= len(frames) <= 5 and camera.closed
