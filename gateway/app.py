@@ -94,7 +94,16 @@ class Gateway:
         self.stats = LineStats(config.grading.min_grade, config.grading.warn_margin)
         self.context = LineContext(config.line.site, config.line.name, LineContext.new_run_id())
         self.plc_triggers = PlcTriggers() if config.source.trigger == "plc" else None
-        self.source = open_source(config, today=today(), plc=self.plc_triggers)
+        self.board = None  # the line I/O board (firmware/), started with the other outputs
+        if config.ioboard.enabled:
+            from .ioboard import IoBoard, IoBoardSettings
+
+            io = config.ioboard
+            settings = IoBoardSettings(
+                io.debounce_ms, io.eject_counts, io.trigger_us, io.strobe_us, io.reject_us, io.heartbeat_ms
+            )
+            self.board = IoBoard(io.port, io.baudrate, settings)
+        self.source = open_source(config, today=today(), plc=self.plc_triggers, board=self.board)
         config.line.data_dir.mkdir(parents=True, exist_ok=True)
         self.serials = SerialStore(
             config.line.data_dir / "udigate.db",
@@ -145,6 +154,10 @@ class Gateway:
 
         if config.plc.modbus.enabled:
             modbus_endpoint = self._start_modbus(config.plc.modbus)
+
+        if self.board is not None:  # the ejector's FIFO must hear every verdict from the first item
+            self.board.start()
+            self._teardown.callback(self.board.close)
 
         if config.mqtt.enabled:
             host, port = config.mqtt.host, config.mqtt.port
@@ -327,6 +340,16 @@ class Gateway:
             }
         if self.config.plc.modbus.enabled:
             status["plc"] = {"delivered": self.delivery.delivered, "undelivered": self.delivery.undelivered}
+        if self.board is not None:
+            counts = self.board.counts
+            status["ioboard"] = {
+                "alive": counts.board_alive,
+                "triggers": counts.triggers,
+                "verdicts": counts.verdicts,
+                "ejected": counts.ejected,
+                "ejected_no_verdict": counts.ejected_no_verdict,
+                "frame_errors": counts.crc_errors + counts.length_errors + counts.unknown_types,
+            }
         if self.rejects is not None:
             r = self.rejects
             status["store"] = {
@@ -350,6 +373,8 @@ class Gateway:
         self.registers.set_status(Status.FAULT, code == ResultCode.STATION_ERROR)
         if self.config.plc.modbus.enabled:
             self.delivery.published(result, verdict.item_id, frame.t_trigger, verdict.t_decided)
+        if self.board is not None and frame.plc_item_id is not None:  # the board ejects by encoder count
+            self.board.verdict(frame.plc_item_id, not verdict.passed)
         if self.mqtt is None and self.rejects is None:
             return
         record = item_record(verdict, self.context)

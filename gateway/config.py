@@ -210,13 +210,29 @@ class PresenceSection(Section):
     settle_frames: int = Field(1, ge=0, le=100)  # frames to wait after entry (the pack moves into view)
 
 
+class IoBoardSection(Section):
+    """The line I/O board (firmware/: an RP2040 with the photo-eye, the encoder, the camera
+    trigger and strobe, and an ejector fired by encoder count), on a serial port."""
+
+    enabled: bool = False
+    port: str = "/dev/ttyACM0"  # the Pico's USB serial, or a UART such as /dev/ttyAMA0
+    baudrate: int = Field(115200, ge=1200, le=4_000_000)
+    debounce_ms: int = Field(5, ge=0, le=1000)  # photo-eye
+    eject_counts: int = Field(3000, ge=1)  # encoder counts from the photo-eye to the ejector
+    trigger_us: int = Field(200, ge=1)  # camera trigger pulse
+    strobe_us: int = Field(100, ge=0)  # strobe pulse, with the trigger
+    reject_us: int = Field(20_000, ge=1)  # ejector pulse
+    heartbeat_ms: int = Field(500, ge=50)  # both sides; 3 missed = the board or the gateway is lost
+
+
 class SourceSection(Section):
     kind: Literal["simulator", "folder", "opencv", "picamera2"] = "simulator"
     # "timer": the source's own rate; "plc": one capture per trigger edge from the PLC over
     # Modbus (plc_control bit 2, with the PLC's item id and encoder count; docs/plc-register-map.md);
     # "gpio": a photo-eye ([source.gpio]); "presence": free-running, a pack entering the frame
-    # ([source.presence]); "camera": the camera's own hardware trigger, one frame per item
-    trigger: Literal["timer", "plc", "gpio", "presence", "camera"] = "timer"
+    # ([source.presence]); "camera": the camera's own hardware trigger, one frame per item;
+    # "ioboard": the I/O board's photo-eye ([ioboard]), which also ejects the rejects
+    trigger: Literal["timer", "plc", "gpio", "presence", "camera", "ioboard"] = "timer"
     simulator: SimulatorSection = SimulatorSection()
     folder: FolderSection | None = None
     camera: CameraSection = CameraSection()
@@ -232,7 +248,7 @@ class SourceSection(Section):
     @model_validator(mode="after")
     def _trigger_fits_the_source(self) -> SourceSection:
         cameras = ("opencv", "picamera2")
-        if self.trigger in ("gpio", "presence") and self.kind not in cameras:
+        if self.trigger in ("gpio", "presence", "ioboard") and self.kind not in cameras:
             raise ValueError(f'source.trigger = "{self.trigger}" with a camera: kind = "opencv" or "picamera2"')
         if self.trigger == "camera" and not (self.kind == "picamera2" and self.camera.external_trigger):
             raise ValueError('source.trigger = "camera" with kind = "picamera2" and camera.external_trigger = true')
@@ -597,11 +613,18 @@ class Config(Section):
     serials: SerialsSection = SerialsSection()
     rejects: RejectLogSection = RejectLogSection()
     web: WebSection = WebSection()
+    ioboard: IoBoardSection = IoBoardSection()
 
     @model_validator(mode="after")
     def _grading_needs_own_reader(self) -> Config:
         if self.vision.decoder != "udigate" and self.grading.enabled and "enabled" in self.grading.model_fields_set:
             raise ValueError('grading.enabled = true only with vision.decoder = "udigate" (it grades on its grid)')
+        return self
+
+    @model_validator(mode="after")
+    def _ioboard_trigger_needs_the_board(self) -> Config:
+        if self.source.trigger == "ioboard" and not self.ioboard.enabled:
+            raise ValueError('ioboard.enabled = true when source.trigger = "ioboard"')
         return self
 
     @model_validator(mode="after")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import threading
 import time
+import tty
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -129,3 +131,13 @@ def line_config(tmp_path: Path, **changes) -> Config:
             **changes,
         },
     )
+
+
+@pytest.fixture
+def pty_pair():
+    """A pseudo-terminal: the master's fd (the board's end) and the slave's path (the gateway's)."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    yield master, os.ttyname(slave)
+    os.close(master)
+    os.close(slave)

@@ -38,8 +38,8 @@ class Frame:
     origin: str  # "simulator", the file name, the camera
     truth: LabelTruth | None = None
     error: str | None = None  # why there is no image
-    plc_item_id: int | None = None  # the PLC's id for the item when the PLC triggered it
-    encoder: int = 0  # the PLC's encoder count at that trigger
+    plc_item_id: int | None = None  # the PLC's (or the I/O board's) id for the item it triggered
+    encoder: int = 0  # the PLC's (or the board's) encoder count at that trigger
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +127,9 @@ def triggers(rate_ppm: float, stop: threading.Event, plc: PlcTriggers | None = N
         yield Trigger(item_id, time.monotonic(), datetime.now(UTC))
 
 
-def open_source(config: Config, today: date | None = None, plc: PlcTriggers | None = None) -> Source:
+def open_source(config: Config, today: date | None = None, plc: PlcTriggers | None = None, board=None) -> Source:
     """The source the configuration asks for; ``plc`` delivers the triggers when
-    ``[source] trigger = "plc"``."""
+    ``[source] trigger = "plc"``, ``board`` (gateway.ioboard.IoBoard) when ``"ioboard"``."""
     source = config.source
     if source.kind == "folder":
         from .folder import FolderSource
@@ -140,7 +140,7 @@ def open_source(config: Config, today: date | None = None, plc: PlcTriggers | No
         from .gpio import GpioTriggers
 
         gpio = GpioTriggers(source.gpio) if source.trigger == "gpio" else None
-        return CameraSource(source, open_camera(source), plc, gpio)
+        return CameraSource(source, open_camera(source), plc, gpio, board)
     from .simulator import LineSimulator
 
     return LineSimulator(source.simulator, config.job, today=today, plc=plc)

@@ -187,11 +187,14 @@ class CameraSource:
 
     realtime = True  # a line does not wait for the station
 
-    def __init__(self, source: SourceSection, camera: Camera, plc: PlcTriggers | None = None, gpio=None) -> None:
+    def __init__(
+        self, source: SourceSection, camera: Camera, plc: PlcTriggers | None = None, gpio=None, board=None
+    ) -> None:
         self.source = source
         self.camera = camera
         self.plc = plc
         self.gpio = gpio  # gateway.sources.gpio.GpioTriggers when trigger = "gpio"
+        self.board = board  # gateway.ioboard.IoBoard when trigger = "ioboard"
         self._frames: collections.deque[tuple[float, np.ndarray]] = collections.deque(maxlen=BUFFERED_FRAMES)
         self._arrived = threading.Condition()
         self._ended: BaseException | None = None  # EndOfVideo or CameraError from the grabber
@@ -250,6 +253,9 @@ class CameraSource:
         if self.source.trigger == "gpio":
             trigger_stream = self.gpio.triggers(stop)
             delay = self.source.gpio.delay_ms / 1000
+        elif self.source.trigger == "ioboard":
+            trigger_stream = board_triggers(self.board, stop)
+            delay = 0.0
         else:
             trigger_stream = triggers(self.source.camera.rate_ppm, stop, self.plc)
             delay = 0.0
@@ -278,3 +284,11 @@ class CameraSource:
             after = t + 1e-9
             if detector.update(image):
                 yield Trigger(next(item_ids), t, datetime.now(UTC)).frame(image, self.camera.name)
+
+
+def board_triggers(board, stop: threading.Event) -> Iterator[Trigger]:
+    """The I/O board's photo-eye triggers as the station's, keeping the board's item id (sent
+    back with the verdict) and encoder count."""
+    item_ids = itertools.count(1)
+    for seen in board.triggers(stop):
+        yield Trigger(next(item_ids), seen.t, datetime.now(UTC), seen.item_id, seen.encoder)
