@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from . import systemd
 from .config import (
     ISSUERS,
     Config,
@@ -321,6 +323,7 @@ def _run_line(config: Config, duration: float | None, live: bool) -> int:
     def request_stop(signum, frame):
         if not stop.is_set():
             log.warning("%s: finishing the items in progress, then stopping", signal.Signals(signum).name)
+            systemd.stopping()
         stop.set()
 
     signal.signal(signal.SIGINT, request_stop)
@@ -332,6 +335,7 @@ def _run_line(config: Config, duration: float | None, live: bool) -> int:
     except (OSError, RuntimeError, sqlite3.Error) as exc:
         print(f"udigate: cannot start the line: {exc}", file=sys.stderr)
         return 1
+    systemd.ready()
     _print_endpoints(console, gateway)
 
     failures: list[Exception] = []
@@ -345,6 +349,8 @@ def _run_line(config: Config, duration: float | None, live: bool) -> int:
 
     pipeline = threading.Thread(target=inspect_until_stopped, name="pipeline")
     pipeline.start()
+    watchdog = systemd.Watchdog(systemd.line_liveness(pipeline, gateway.registers, config.source.trigger))
+    watchdog.start()
     deadline_timer = threading.Timer(duration, stop.set) if duration else None
     if deadline_timer:
         deadline_timer.daemon = True
@@ -355,13 +361,19 @@ def _run_line(config: Config, duration: float | None, live: bool) -> int:
                 pipeline.join(0.25)
                 view.update(_status_table(gateway.stats.snapshot()))
     else:
-        interval = 5.0 if live else 60.0
-        while pipeline.is_alive():
-            pipeline.join(interval)
-            if pipeline.is_alive():
-                console.print(_status_line(gateway.stats.snapshot()))
+        prints_every = 1 if live else 12  # systemctl status shows the counters every 5 s, the log every minute
+        for tick in itertools.count(1):
+            pipeline.join(5.0)
+            if not pipeline.is_alive():
+                break
+            status = _status_line(gateway.stats.snapshot())
+            systemd.status(status)
+            if tick % prints_every == 0:
+                console.print(status)
+    watchdog.stop()
     if deadline_timer:
         deadline_timer.cancel()
+    systemd.stopping()
     summary = gateway.close()
     _print_summary(console, summary)
     return 0 if summary.clean and not failures else 1
