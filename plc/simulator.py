@@ -240,9 +240,13 @@ class PlcSimulator:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
-        with contextlib.suppress(*COMM_ERRORS):
-            if await self.side.open():
-                self._take(await self.side.read())
+        # A request cancelled with the task can leave its client waiting on an answer that never
+        # comes: the last read goes through a fresh connection, and is bounded.
+        self.side.close()
+        with contextlib.suppress(*COMM_ERRORS, TimeoutError):
+            async with asyncio.timeout(5):
+                if await self.side.open():
+                    self._take(await self.side.read())
         while self._fifo:
             self._eject(self._fifo.popleft())
         await self.side.shutdown()
