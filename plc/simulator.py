@@ -5,6 +5,8 @@ it is the Modbus server the station writes into (client mode). Each cycle it rea
 map, takes every result it has not seen from the history, toggles its heartbeat and, with a
 :class:`Conveyor`, runs the line:
 
+* the belt runs only while the station reports ready (status bit 0), as a line interlocked with its
+  inspection station does: no item passes the camera while the station is still starting;
 * an encoder counts the belt's travel; items arrive at random spacing, the belt speed can change;
 * when an item passes the camera the PLC latches the encoder count, puts the item in its FIFO and
   triggers the station (trigger bit edge + item id + encoder count, acknowledged);
@@ -225,6 +227,7 @@ class PlcSimulator:
         self._beat_at = 0.0
         self._station_beat, self._station_beat_seen = None, time.monotonic()
         self._overrun = False
+        self._station_ready = False  # the belt's interlock: it runs while the station is ready
 
     async def start(self) -> None:
         with contextlib.suppress(*COMM_ERRORS):  # a served memory listens before the station connects
@@ -256,7 +259,7 @@ class PlcSimulator:
         retry_at = 0.0
         while True:
             now = time.monotonic()
-            if self.conveyor is not None:
+            if self.conveyor is not None and self._station_ready:
                 self._advance(now - last)
             last = now
             if now >= retry_at:
@@ -277,6 +280,7 @@ class PlcSimulator:
     async def _cycle(self, words: list[int], now: float) -> None:
         self._take(words)
         status = Status(words[ADDRESS["status"]])
+        self._station_ready = bool(status & Status.READY)
         if status & Status.OVERRUN and not self._overrun:
             self.counts.overruns += 1
         self._overrun = bool(status & Status.OVERRUN)

@@ -80,9 +80,9 @@ def test_demo_can_be_watched_with_mosquitto_sub_and_mbpoll(tmp_path):
     assert "Traceback" not in err
     items = int(re.search(r"udigate: (\d+) items in", out)[1])
     assert items >= 40  # 600/min for 8 s, less start-up
-    assert re.search(rf"verdicts = ground truth\s*\S\s*{items} / {items}", out)
-    assert re.search(rf"PLC simulator: {items} results read, \d+ rejects, 0 missed", out)
-    assert re.search(rf"PLC delivery: {items} results taken in time, 0 not", out)
+    assert re.search(rf"verdicts = ground truth\s*\S\s*{items} / {items}", out), out
+    assert re.search(rf"PLC simulator: {items} results read, \d+ rejects, 0 missed", out), out
+    assert re.search(rf"PLC delivery: {items} results taken in time, 0 not", out), out
 
 
 def test_sigterm_stops_cleanly_and_keeps_every_reject(tmp_path):

@@ -28,7 +28,7 @@ from plc.registers import (
     seqs_in,
 )
 from plc.server import StationServer
-from plc.simulator import PlcMemory, PlcSimulator
+from plc.simulator import Conveyor, PlcMemory, PlcSimulator
 
 
 def test_register_image_publishes_results_and_history():
@@ -150,6 +150,31 @@ def test_plc_simulator_catches_up_from_history_and_counts_missed_results():
     assert counts.results == 10 + HISTORY_LENGTH
     assert counts.rejects == 3
     assert [r.item_id for r in counts.seen] == [*range(1, 11), *range(16, 11 + HISTORY_LENGTH + 5)]
+
+
+def test_the_simulated_belt_runs_only_while_the_station_is_ready():
+    triggered = []
+    image = RegisterImage(on_trigger=lambda trigger: triggered.append(trigger.item_id) or True)
+
+    async def run(port):
+        belt = Conveyor(speed_mm_s=1000, pitch_mm=(50, 50))  # an item every 50 ms once running
+        plc = PlcSimulator(Link("tcp", "127.0.0.1", port), poll_ms=5, conveyor=belt)
+        await plc.start()
+        await asyncio.sleep(0.4)  # the station is still starting: nothing may pass the camera
+        before_ready = plc.counts.items
+        image.set_status(Status.READY, True)
+        await _until(lambda: len(triggered) >= 3)
+        image.set_status(Status.READY, False)  # the station stops: so does the belt
+        await asyncio.sleep(0.1)
+        stopped_at = plc.counts.items
+        await asyncio.sleep(0.4)
+        await plc.stop()
+        return before_ready, stopped_at, plc.counts.items
+
+    before_ready, stopped_at, at_end = serve(image, run)
+    assert before_ready == 0
+    assert triggered[:3] == [1001, 1002, 1003]
+    assert at_end == stopped_at
 
 
 def test_register_map_document_is_current():
