@@ -73,6 +73,7 @@ class Summary:
     rejects_logged: int
     passes_kept: int  # passed items kept in the review store for comparison
     rejects_failed: int
+    pictures_skipped: int  # items stored without pictures: the writer was too far behind
     source_error: str | None
 
     @property
@@ -184,7 +185,7 @@ class Gateway:
             mqtt_endpoint = (host, port)
 
         if config.rejects.enabled:
-            self.rejects = RejectLog(config.line.data_dir, config.rejects)
+            self.rejects = RejectLog(config.line.data_dir, config.rejects, realtime=self.source.realtime)
             self.rejects.start()
             self._teardown.callback(self.rejects.close)
 
@@ -293,6 +294,7 @@ class Gateway:
             rejects_logged=rejects.written - rejects.passes_written if rejects else 0,
             passes_kept=rejects.passes_written if rejects else 0,
             rejects_failed=rejects.failed if rejects else 0,
+            pictures_skipped=rejects.pictures_skipped if rejects else 0,
             source_error=f"{type(error).__name__}: {error}" if error else None,
         )
 
@@ -359,6 +361,7 @@ class Gateway:
                 "written": r.written,
                 "deleted": r.deleted,
                 "failed": r.failed,
+                "pictures_skipped": r.pictures_skipped,
             }
         return status
 

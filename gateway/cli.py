@@ -470,6 +470,11 @@ def _print_summary(console: Console, summary: Summary) -> None:
         f"reject log: {summary.rejects_logged} rejects stored"
         + (f", {summary.passes_kept} passes kept for comparison" if summary.passes_kept else "")
         + (f", {summary.rejects_failed} FAILED" if summary.rejects_failed else "")
+        + (
+            f", {summary.pictures_skipped} without pictures (the writer fell behind)"
+            if summary.pictures_skipped
+            else ""
+        )
     )
     if summary.source_error:
         console.print(f"[red]the source failed: {summary.source_error}[/red]")

@@ -545,6 +545,9 @@ class RejectLogSection(Section):
     enabled: bool = True
     image_format: Literal["png", "jpg"] = "png"  # of the full frame; crops and overlays are PNG
     keep_passes_every: int = Field(100, ge=0)  # also keep every Nth passed item, for comparison; 0 = none
+    # Items with pictures waiting for the writer (each holds its frame in memory). Beyond this a
+    # line in real time keeps the item's record without its pictures rather than delay a verdict.
+    picture_backlog: int = Field(32, ge=1, le=1024)
     # Retention, oldest first: whichever limit is reached first.
     max_age_days: float = Field(90, gt=0, le=3650)
     max_disk_mb: float = Field(2000, gt=0)  # pictures and records of the store

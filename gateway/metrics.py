@@ -86,6 +86,11 @@ class LineCollector:
             )
             yield CounterMetricFamily("udigate_store_deleted", "Items deleted by retention", store["deleted"])
             yield CounterMetricFamily("udigate_store_failed", "Items that could not be stored", store["failed"])
+            yield CounterMetricFamily(
+                "udigate_store_pictures_skipped",
+                "Items stored without pictures because the writer was picture_backlog items behind",
+                store["pictures_skipped"],
+            )
 
 
 def metrics_text(status: Callable[[], dict], drift: Callable[[], list] | None = None) -> Callable[[], bytes]:

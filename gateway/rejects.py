@@ -12,8 +12,13 @@ what an item costs and makes room *before* writing it: the store never exceeds
 row comes last: a row never points at a missing or half-written file, even after a kill.
 Deleting is the reverse: the rows go and their files are listed in ``doomed_files`` in one
 transaction, then the files are unlinked; a kill in between is finished at the next start.
-The queue in front of the writer is bounded; when it is full the decision stage waits
-(back-pressure) rather than drop a reject.
+The decision stage never waits for the writer on a line in real time: a PNG of a full frame
+costs ~25 ms, so a printer that fails outright (every pack a reject) outruns any writer. When
+``picture_backlog`` items with pictures are already waiting, a reject is stored without its
+pictures (record, reasons, grade report and content still kept, ``pictures_skipped`` saying why,
+counted in :attr:`RejectLog.pictures_skipped`): late PLC results would cost far more than the
+pictures of the 33rd identical reject in a row. Frames read as fast as inspected (a folder) wait
+instead, so nothing of theirs is dropped.
 """
 
 from __future__ import annotations
@@ -156,16 +161,22 @@ class _Kept:
 class RejectLog:
     """The store's writer: ``observe`` every decided item, from the decision thread."""
 
-    def __init__(self, data_dir: Path, settings: RejectLogSection | None = None, queue_size: int = 256) -> None:
+    def __init__(self, data_dir: Path, settings: RejectLogSection | None = None, realtime: bool = False) -> None:
         self.data_dir = data_dir
         self.settings = settings or RejectLogSection()
-        self._queue: queue.Queue[_Kept | None] = queue.Queue(queue_size)
+        self.realtime = realtime  # never wait for the writer: skip pictures instead
+        # Records are small: their queue is unbounded. Frames are not (a 1280 × 960 frame is 1.2 MB):
+        # the backlog of items with pictures is bounded.
+        self._queue: queue.Queue[_Kept | None] = queue.Queue()
+        self._picture_slots = threading.BoundedSemaphore(self.settings.picture_backlog)
         open_database(data_dir / "udigate.db").close()  # fail at start, not at the first reject
         self._thread = threading.Thread(target=self._write_all, name="reject-log", daemon=True)
         self._passes_seen = 0
         self.written = 0  # items stored in this run (rejects and kept passes)
         self.passes_written = 0  # of which kept passes
         self.failed = 0
+        self.pictures_skipped = 0  # items stored without pictures: the writer was too far behind
+        self._skip_logged = 0.0
         self.deleted = 0  # items removed by retention in this run
         self.items = 0  # items in the store
         self.bytes = 0  # their files
@@ -181,16 +192,34 @@ class RejectLog:
         self, record: dict, image: np.ndarray | None, symbol: Symbol | None = None, grade: Grade | None = None
     ) -> None:
         """One decided item: a reject is kept, a pass when it is the Nth since the last kept
-        one; its grade goes into the trend either way. Waits while the writer is
-        ``queue_size`` entries behind."""
+        one; its grade goes into the trend either way. With ``picture_backlog`` items with
+        pictures waiting, a real-time line stores this one without pictures; otherwise this
+        waits for the writer."""
         keep = record["verdict"] == "reject"
         if not keep and self.settings.keep_passes_every:
             self._passes_seen += 1
             keep = self._passes_seen % self.settings.keep_passes_every == 0
         if keep:
+            if image is not None and not self._picture_slots.acquire(blocking=not self.realtime):
+                record = {**record, "pictures_skipped": self._skipped(record)}
+                image = symbol = grade = None
             self._queue.put(_Kept(True, record, image, symbol, grade))
         elif "grade" in record:
             self._queue.put(_Kept(False, record, None, None, None))
+
+    def _skipped(self, record: dict) -> str:
+        self.pictures_skipped += 1
+        now = time.monotonic()
+        if now - self._skip_logged >= 10:
+            self._skip_logged = now
+            log.warning(
+                "reject log: %d items with pictures waiting to be written: item %s kept without its pictures"
+                " (%d so far in this run)",
+                self.settings.picture_backlog,
+                record.get("item_id"),
+                self.pictures_skipped,
+            )
+        return f"the writer was {self.settings.picture_backlog} items with pictures behind"
 
     def close(self) -> None:
         """Write everything queued, then stop."""
@@ -214,7 +243,11 @@ class RejectLog:
                 if entry is None:
                     break
                 if entry:
-                    self._take(db, entry)
+                    try:
+                        self._take(db, entry)
+                    finally:
+                        if entry.image is not None:  # its frame is written (or given up): room for another
+                            self._picture_slots.release()
                 self._flush_trend(db)
                 self._apply_retention(db)
             self._flush_trend(db, force=True)

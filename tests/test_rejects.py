@@ -91,6 +91,35 @@ def test_rejects_are_indexed_with_their_files(tmp_path):
     assert not list(tmp_path.rglob("*.part"))
 
 
+@pytest.mark.parametrize("realtime", [True, False])
+def test_a_writer_behind_costs_a_live_line_pictures_never_records_or_time(tmp_path, realtime):
+    # A burst of rejects as a printer that fails outright makes them: far faster than full
+    # frames can be encoded (~25 ms each).
+    burst = [(record(i, ("wrong_lot",), grade=grade(3.0)), frame(i, (960, 1280))) for i in range(1, 61)]
+    log = RejectLog(tmp_path, RejectLogSection(picture_backlog=4, min_free_mb=0), realtime=realtime)
+    log.start()
+    waited = []
+    for rec, image in burst:
+        started = time.monotonic()
+        log.observe(rec, image)
+        waited.append(time.monotonic() - started)
+    log.close()
+    db = sqlite3.connect(tmp_path / "udigate.db")
+    rows = db.execute("SELECT item_id, image, record FROM rejects ORDER BY item_id").fetchall()
+    assert [r[0] for r in rows] == list(range(1, 61))  # every record kept, in order
+    without = [item for item, image, _ in rows if image is None]
+    assert log.pictures_skipped == len(without)
+    if realtime:
+        assert len(without) >= 30 and max(waited) < 0.25  # observe never waited for the writer (~0.1 ms)
+        assert 1 not in without  # the first ones, with room in the backlog, have their pictures
+        stored = json.loads((tmp_path / rows[without[0] - 1][2]).read_text())
+        assert stored["pictures_skipped"] == "the writer was 4 items with pictures behind"
+        assert stored["reasons"][0]["code"] == "wrong_lot" and stored["grade"]["overall"] == 3.0
+    else:  # frames from a folder: the writer sets the pace, nothing is dropped
+        assert without == [] and sum(waited) > 0.3
+    assert len(list(tmp_path.rglob("*-thumb.jpg"))) == 60 - len(without)
+
+
 def test_every_nth_pass_is_kept_and_every_grade_goes_into_the_trend(tmp_path):
     entries = [(record(i, (), grade=grade(3.0 if i % 2 else 2.0)), frame(i)) for i in range(1, 11)]
     entries.append((record(11, ("wrong_lot",), grade=grade(1.0)), frame(11)))

@@ -32,7 +32,8 @@
       text("mqtt", m);
     }
     if (status.plc) text("plc", `${status.plc.delivered} results taken, ${status.plc.undelivered} not in time`);
-    text("store", `${status.store.items} items, ${(status.store.bytes / 1e6).toFixed(1)} of ${(status.store.quota_bytes / 1e6).toFixed(0)} MB`);
+    const skipped = status.store.pictures_skipped ? `, ${status.store.pictures_skipped} stored without pictures (the writer fell behind)` : "";
+    text("store", `${status.store.items} items, ${(status.store.bytes / 1e6).toFixed(1)} of ${(status.store.quota_bytes / 1e6).toFixed(0)} MB${skipped}`);
     const latest = status.latest_rejects.map((r) => element("li", {}, [element("a", {href: r.url}, [
       ...(r.files.thumb ? [element("img", {src: r.files.thumb, alt: ""})] : []),
       element("span", {}, [localTime(r.timestamp)]), " ", element("b", {}, [r.reason]), ` item ${r.item_id}`])]));
