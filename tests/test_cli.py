@@ -53,7 +53,7 @@ def write_config(tmp_path: Path, **changes) -> Path:
 
 
 def test_demo_can_be_watched_with_mosquitto_sub_and_mbpoll(tmp_path):
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, **{"source.simulator.seed": 11})  # the same labels every run
     demo = start(["demo", "--config", str(config), "--duration", "8", "--rate", "600"], tmp_path)
     endpoints = read_banner(demo)
     host, port, topic = endpoints["mqtt"]
