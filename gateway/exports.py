@@ -63,7 +63,7 @@ def local_time(timestamp: str | None, milliseconds: bool = False) -> str:
     """A stored UTC timestamp in the gateway's local time, as the plant reads clocks."""
     if not timestamp:
         return ""
-    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00")).astimezone()
+    moment = datetime.fromisoformat(timestamp).astimezone()
     text = moment.strftime("%Y-%m-%d %H:%M:%S")
     return f"{text}.{moment.microsecond // 1000:03d}" if milliseconds else text
 
@@ -117,6 +117,15 @@ def trend_charts(
         )
         charts.append((name, svg))
     return charts
+
+
+def report_charts(index: ReviewIndex, config: Config, filters: Filters, warnings=()) -> list[tuple[str, str]]:
+    """The charts of a report: over its period, the one asked for, else from its first item on
+    (the last day when it has none)."""
+    since = filters.since or index.totals(filters).first
+    start = datetime.fromisoformat(since) if since else datetime.now(UTC) - timedelta(days=1)
+    until = datetime.fromisoformat(filters.until) if filters.until else None
+    return trend_charts(index, config, start, until, warnings)
 
 
 # -- CSV ------------------------------------------------------------------------------------------

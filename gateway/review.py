@@ -96,7 +96,7 @@ def normalise_time(value: str, name: str = "time") -> str:
     local time: what the plant's clocks show."""
     text = value.strip().replace(" ", "T")
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text)
     except ValueError:
         raise ReviewError(f"{name} = {value!r}: expected a date or time like 2026-11-23 or 2026-11-23T08:00Z") from None
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -9,7 +9,6 @@ import json
 import sqlite3
 import sys
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
@@ -166,9 +165,7 @@ def _export(index: ReviewIndex, filters: Filters, config, fmt: str, output: Path
                 for chunk in exports.csv_chunks(index, filters, index.data_dir):
                     f.write(chunk)
         else:
-            # the charts cover the report's period: the one asked for, else from its first item on
-            since = _moment(filters.since or totals.first) or datetime.now(UTC) - timedelta(days=1)
-            charts = exports.trend_charts(index, config, since, _moment(filters.until))
+            charts = exports.report_charts(index, config, filters)
             by = f"{getpass.getuser()} (udigate rejects export)"
             # pictures straight from the store (the file opens on this machine; the PDF embeds them)
             root = index.data_dir.resolve().as_uri() + "/"
@@ -185,10 +182,6 @@ def _export(index: ReviewIndex, filters: Filters, config, fmt: str, output: Path
         return 1
     print(f"wrote {totals.items} items to {output}")
     return 0
-
-
-def _moment(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
 def hash_command(from_stdin: bool) -> int:

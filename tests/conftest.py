@@ -31,6 +31,16 @@ def mosquitto() -> Iterator[Mosquitto]:
     broker.close()
 
 
+def wait_for(predicate, timeout: float = 5.0, interval: float = 0.02) -> bool:
+    """Whether ``predicate()`` comes true within ``timeout`` seconds, checked every ``interval``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
 class Subscriber:
     """Collects every message under a topic filter, in arrival order. ``session`` names a
     persistent session (MQTT 3.1.1, clean_session false) that the broker keeps, with the QoS 1
@@ -78,12 +88,7 @@ class Subscriber:
             return [json.loads(p) for t, p, _ in self.messages if t.endswith(suffix)]
 
     def wait_for(self, predicate, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return predicate()
+        return wait_for(predicate, timeout, interval=0.05)
 
     def close(self) -> None:
         self.client.disconnect()

@@ -29,6 +29,8 @@ from hypothesis import strategies as st
 from firmware import lineio, protocol
 from gateway.ioboard import IoBoard, IoBoardError, IoBoardSettings
 
+from .conftest import wait_for
+
 TICKS_PERIOD = 1 << 30  # MicroPython's ticks period on 32-bit ports
 
 
@@ -653,15 +655,6 @@ def triggers_within(driver: IoBoard, timeout_s: float):
         timer.cancel()
 
 
-def wait_for(predicate, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
-
-
 def test_ioboard_drives_the_board_end_to_end(monkeypatch, pty_pair):
     master, path = pty_pair
     hw = Hardware(monkeypatch, WallClock())
@@ -700,7 +693,7 @@ def test_ioboard_drives_the_board_end_to_end(monkeypatch, pty_pair):
             assert counts.board_alive and counts.status.flags & protocol.FLAG_GATEWAY_ALIVE
 
             runner.running.clear()  # the board goes quiet: its heartbeat is missed within 3 periods
-            assert wait_for(lambda: not driver.counts.board_alive, timeout_s=1)
+            assert wait_for(lambda: not driver.counts.board_alive, timeout=1)
             assert driver.counts.heartbeat_losses == 1
             assert any("no heartbeat from the I/O board" in p for p in problems)
 

@@ -13,9 +13,9 @@ from gateway.app import Gateway
 from gateway.config import parse_config
 from gateway.sources.simulator import LineSimulator
 
-from .conftest import line_config
+from .conftest import line_config, wait_for
 from .test_cameras import write_video
-from .test_firmware import Belt, BoardRunner, Hardware, Pack, WallClock, wait_for
+from .test_firmware import Belt, BoardRunner, Hardware, Pack, WallClock
 
 PACKS = 12
 EJECT_COUNTS = 1200  # 0.3 s of belt at 4000 counts/s: the station's time to decide
@@ -75,7 +75,7 @@ def test_the_board_ejects_what_the_station_rejects(tmp_path, monkeypatch, pty_pa
         line.join(30)
         assert not line.is_alive(), f"{len(verdicts)} of {PACKS} packs decided"
         rejected = {v.frame.plc_item_id for v in verdicts if not v.passed}
-        assert wait_for(lambda: len(ejections) == len(rejected), timeout_s=10)
+        assert wait_for(lambda: len(ejections) == len(rejected), timeout=10)
         summary = gateway.close()
 
     assert [v.frame.plc_item_id for v in verdicts] == list(range(1, PACKS + 1))

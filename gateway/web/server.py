@@ -310,27 +310,12 @@ class WebServer:
         period = request.query.get("period", "8h")
         if period not in PERIODS:
             raise web.HTTPBadRequest(text=f"period = {period!r}: expected one of {', '.join(PERIODS)}")
-        charts, warnings = self.charts(datetime.now(UTC) - timedelta(hours=PERIODS[period]), None)
+        warnings = self.drift()
+        since = datetime.now(UTC) - timedelta(hours=PERIODS[period])
+        charts = exports.trend_charts(self.index, self.config, since, None, warnings)
         return self._render(request, "trends.html", charts=charts, warnings=warnings, period=period, periods=PERIODS)
 
-    def charts(self, since: datetime, until: datetime | None) -> tuple[list[tuple[str, str]], list]:
-        """(measure, SVG) per graded measure over the period, and the current drift warnings."""
-        warnings = self.drift() if until is None else []
-        return exports.trend_charts(self.index, self.config, since, until, warnings), warnings
-
     # -- exports --------------------------------------------------------------------------------
-
-    def _export_filters(self, request: web.Request) -> Filters:
-        q = request.query
-        try:
-            return Filters(
-                since=q.get("since") or None,
-                until=q.get("until") or None,
-                job=q["job"] if q.get("job") not in (None, "*") else None,
-                verdict=q.get("verdict", "reject") if q.get("verdict", "reject") != "all" else None,
-            )
-        except ReviewError as exc:
-            raise web.HTTPBadRequest(text=str(exc)) from None
 
     async def export_page(self, request: web.Request) -> web.Response:
         today = date.today()
@@ -346,7 +331,7 @@ class WebServer:
         return "udigate-" + "-".join(exports.safe_name(p) for p in parts) + f".{extension}"
 
     async def export_csv(self, request: web.Request) -> web.StreamResponse:
-        filters = self._export_filters(request)
+        filters = self._filters(request)
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/csv; charset=utf-8",
@@ -372,10 +357,8 @@ class WebServer:
         return response
 
     def _report(self, request: web.Request, for_pdf: bool) -> str:
-        filters = self._export_filters(request)
-        since = datetime.fromisoformat(filters.since.replace("Z", "+00:00")) if filters.since else None
-        until = datetime.fromisoformat(filters.until.replace("Z", "+00:00")) if filters.until else None
-        charts = self.charts(since or datetime.now(UTC) - timedelta(days=1), until)[0]
+        filters = self._filters(request)
+        charts = exports.report_charts(self.index, self.config, filters, self.drift() if not filters.until else ())
         session: Session | None = request[SESSION]
         return exports.report_html(
             self.index,
@@ -391,7 +374,7 @@ class WebServer:
         return web.Response(text=page, content_type="text/html", charset="utf-8")
 
     async def report_pdf(self, request: web.Request) -> web.Response:
-        filters = self._export_filters(request)
+        filters = self._filters(request)
         page = await asyncio.to_thread(self._report, request, True)
         try:
             pdf = await asyncio.to_thread(exports.report_pdf, page, self.config.line.data_dir)
