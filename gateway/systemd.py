@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from plc.registers import ADDRESS, RegisterImage, join32
+from plc.registers import RegisterImage
 
 log = logging.getLogger(__name__)
 
@@ -142,18 +142,15 @@ def line_liveness(
     taken (``count_triggers``) has its result; other triggers (photo-eye, camera, I/O board) count
     no waiting triggers here, so only a dead pipeline thread or a stuck process shows."""
 
-    def counter(words: list[int], name: str) -> int:
-        return join32(*words[ADDRESS[name] : ADDRESS[name] + 2])
-
     def decided() -> int:
-        return counter(registers.snapshot(), "count_items")
+        return registers.counts()["count_items"]
 
     def nothing_to_decide() -> bool:
         if trigger == "timer":
             return False
         if trigger == "plc":
-            words = registers.snapshot()
-            return counter(words, "count_triggers") <= counter(words, "count_items")
+            counts = registers.counts()
+            return counts["count_triggers"] <= counts["count_items"]
         return True
 
     progress = Progress(decided, nothing_to_decide, stall_s, clock)

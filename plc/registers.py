@@ -236,6 +236,11 @@ class RegisterImage:
         with self._lock:
             return list(self._words)
 
+    def counts(self) -> dict[str, int]:
+        """The station's counters (``count_items`` …) as the PLC reads them."""
+        with self._lock:
+            return dict(self._counts)
+
     def write_control(self, address: int, values: list[int]) -> bool:
         """A PLC write; False (refused) unless it stays inside the PLC's block. Acts on the
         control bits' edges: trigger, result acknowledge, reset."""

@@ -23,7 +23,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -31,7 +31,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from ..config import CameraSection, PresenceSection, SourceSection
+from ..config import CameraSection, SourceSection
 from . import Frame, PlcTriggers, Trigger, triggers
 from .presence import PresenceDetector
 
@@ -58,13 +58,14 @@ class Camera(Protocol):
 
 
 def crop(image: np.ndarray, roi: tuple[int, ...] | None) -> np.ndarray:
-    """``image`` as 8-bit grayscale, cut to ``roi`` = (x, y, width, height) when given."""
+    """``image`` as contiguous 8-bit grayscale, cut to ``roi`` = (x, y, width, height) when given
+    (one copy at most: a view of a padded buffer is copied once, with or without a region)."""
     if image.ndim == 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    if roi is None:
-        return image
-    x, y, width, height = roi
-    return np.ascontiguousarray(image[y : y + height, x : x + width])
+    if roi is not None:
+        x, y, width, height = roi
+        image = image[y : y + height, x : x + width]
+    return np.ascontiguousarray(image)
 
 
 class OpenCvCamera:
@@ -168,8 +169,8 @@ class Picamera2Camera:
             yuv = request.make_array("main")
         finally:
             request.release()
-        height = self.config.height
-        return crop(np.ascontiguousarray(yuv[:height, : self.config.width]), self.config.roi), time.monotonic()
+        # the Y plane: the first `height` rows of the (stride-padded) YUV420 buffer
+        return crop(yuv[: self.config.height, : self.config.width], self.config.roi), time.monotonic()
 
     def close(self) -> None:
         self._camera.stop()
@@ -205,9 +206,9 @@ class CameraSource:
         grabber.start()
         try:
             if self.source.trigger == "camera":
-                yield from self._every_frame(stop)
+                yield from self._per_frame(stop, lambda image: True)
             elif self.source.trigger == "presence":
-                yield from self._on_presence(stop, self.source.presence)
+                yield from self._per_frame(stop, PresenceDetector(self.source.presence).update)
             else:
                 yield from self._on_triggers(stop)
         finally:
@@ -265,24 +266,15 @@ class CameraSource:
                 return
             yield trigger.frame(captured[1], self.camera.name)
 
-    def _every_frame(self, stop: threading.Event) -> Iterator[Frame]:
-        after = 0.0
-        for item_id in itertools.count(1):
-            captured = self._next_frame(after, stop)
-            if captured is None:
-                return
-            t, image = captured
-            after = t + 1e-9
-            yield Trigger(item_id, t, datetime.now(UTC)).frame(image, self.camera.name)
-
-    def _on_presence(self, stop: threading.Event, presence: PresenceSection) -> Iterator[Frame]:
-        detector = PresenceDetector(presence)
+    def _per_frame(self, stop: threading.Event, is_item: Callable[[np.ndarray], bool]) -> Iterator[Frame]:
+        """Every frame in turn; those ``is_item`` takes (all on a hardware trigger, a pack's
+        arrival with presence detection) are items, timestamped at capture."""
         after = 0.0
         item_ids = itertools.count(1)
         while (captured := self._next_frame(after, stop)) is not None:
             t, image = captured
             after = t + 1e-9
-            if detector.update(image):
+            if is_item(image):
                 yield Trigger(next(item_ids), t, datetime.now(UTC)).frame(image, self.camera.name)
 
 

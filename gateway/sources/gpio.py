@@ -55,9 +55,8 @@ class GpioTriggers:
                 if not self._request.wait_edge_events(timedelta(milliseconds=50)):
                     continue
                 for event in self._request.read_edge_events():
-                    age_s = (time.monotonic_ns() - event.timestamp_ns) / 1e9
-                    yield Trigger(
-                        next(item_ids), time.monotonic() - age_s, datetime.now(UTC) - timedelta(seconds=age_s)
-                    )
+                    edge_t = event.timestamp_ns / 1e9  # CLOCK_MONOTONIC, as time.monotonic()
+                    age = timedelta(seconds=time.monotonic() - edge_t)
+                    yield Trigger(next(item_ids), edge_t, datetime.now(UTC) - age)
         finally:
             self._request.release()
