@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from collections.abc import Callable
 
 from pymodbus.constants import ExcCodes
@@ -12,6 +14,24 @@ from .link import Link
 from .registers import REGISTER_COUNT, RegisterImage, seqs_in
 
 log = logging.getLogger(__name__)
+
+
+def _bind_problem(link: Link) -> str | None:
+    """Why the system refuses the TCP address, with what to do (pymodbus only says that it failed)."""
+    if link.transport != "tcp":
+        return None
+    try:
+        socket.create_server((link.host, link.port)).close()
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return (
+                f"{exc.strerror}: another program serves port {link.port} (another udigate? `ss -ltnp | grep"
+                f" :{link.port}`), or choose another plc.modbus.port"
+            )
+        if exc.errno == errno.EACCES:
+            return f"{exc.strerror}: ports below 1024 need CAP_NET_BIND_SERVICE (docs/deployment.md)"
+        return exc.strerror
+    return None
 
 
 class StationServer:
@@ -35,7 +55,7 @@ class StationServer:
             self._server = self.link.server(device)
             await self._server.serve_forever(background=True)
         except (RuntimeError, OSError) as exc:  # pymodbus reports a failed bind as RuntimeError
-            raise OSError(f"cannot serve {self.link}: {exc}") from None
+            raise OSError(f"cannot serve {self.link}: {_bind_problem(self.link) or exc}") from None
         log.info("serving the station's registers on %s", self.link)
 
     async def stop(self) -> None:

@@ -1,6 +1,7 @@
 import asyncio
 import re
 import shutil
+import socket
 import subprocess
 import time
 
@@ -466,3 +467,11 @@ def test_a_missing_serial_device_is_named_at_start(tmp_path):
     server = StationServer(RegisterImage(), Link("rtu", serial_port=str(tmp_path / "ttyUSB9")))
     with pytest.raises(OSError, match=r"cannot serve Modbus RTU .*ttyUSB9: no such serial device"):
         asyncio.run(server.start())
+
+
+def test_a_port_in_use_is_named_with_what_to_do():
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        server = StationServer(RegisterImage(), Link("tcp", "127.0.0.1", port))
+        with pytest.raises(OSError, match=rf"cannot serve Modbus TCP 127.0.0.1:{port}: .*another program serves port"):
+            asyncio.run(server.start())
