@@ -11,7 +11,6 @@ from .trends import DriftWarning, TrendPoint, minutes_between
 
 LETTERS = ((4, "A"), (3, "B"), (2, "C"), (1, "D"), (0, "F"))
 LEFT, RIGHT, TOP, BOTTOM = 34, 10, 24, 22  # plot margins, px
-FITTED_MINUTES = 60.0  # the fitted line is drawn back over the default drift window (grading.drift_window_minutes)
 
 
 def trend_chart_svg(
@@ -85,7 +84,7 @@ def trend_chart_svg(
         x_now, y_now = x_of(end), y_of(warning.current)
         x_then = x_now + plot_w * ahead / span
         y_then = y_of(warning.current + warning.slope_per_hour / 60 * ahead)
-        back = min(minutes_between(start, end), FITTED_MINUTES)
+        back = min(minutes_between(start, end), warning.window_minutes)  # over the minutes it was fitted to
         x_back = x_now - plot_w * back / span
         y_back = y_of(warning.current - warning.slope_per_hour / 60 * back)
         parts.append(

@@ -45,6 +45,7 @@ class DriftWarning:
     current: float  # the fitted grade now
     minimum: float
     minutes_to_minimum: float | None  # None: the fitted grade is at or below the minimum already
+    window_minutes: float  # the line was fitted over this many minutes up to now
     text: str
 
 
@@ -94,7 +95,7 @@ def drift_warnings(
             f"{name} falling {-slope * 60:.1f} grade/h: {now_value:.1f} now, {where}"
             f" (trend of the last {window_minutes:g} min)"
         )
-        warnings.append(DriftWarning(parameter, slope * 60, now_value, minimum, to_minimum, text))
+        warnings.append(DriftWarning(parameter, slope * 60, now_value, minimum, to_minimum, window_minutes, text))
     return sorted(warnings, key=lambda w: (w.minutes_to_minimum is not None, w.minutes_to_minimum or 0.0))
 
 

@@ -19,7 +19,6 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from ..config import WebUser
 
-ROLES = ("engineer", "admin")  # engineer: dispositions; admin: also settings
 LOCK_AFTER = 5
 LOCK_S = 60.0
 _hasher = PasswordHasher()
