@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import date
 
 from plc.client import StationClient
@@ -99,10 +99,8 @@ class Gateway:
         if config.ioboard.enabled:
             from .ioboard import IoBoard, IoBoardSettings
 
-            io = config.ioboard
-            settings = IoBoardSettings(
-                io.debounce_ms, io.eject_counts, io.trigger_us, io.strobe_us, io.reject_us, io.heartbeat_ms
-            )
+            io = config.ioboard  # [ioboard] holds the board's settings under the same names
+            settings = IoBoardSettings(**{f.name: getattr(io, f.name) for f in fields(IoBoardSettings)})
             self.board = IoBoard(io.port, io.baudrate, settings)
         self.source = open_source(config, today=today(), plc=self.plc_triggers, board=self.board)
         config.line.data_dir.mkdir(parents=True, exist_ok=True)
@@ -302,23 +300,9 @@ class Gateway:
         """The line now, JSON-ready: counters, latency, grade, job, alarms, MQTT, PLC and the
         review store (the web UI's status page, /api/status and /metrics)."""
         s = self.stats.snapshot()
-        total = s.latency_ms["total"]
-        stats = {
-            "items": s.items,
-            "passed": s.passed,
-            "rejected": s.rejected,
-            "by_reason": s.by_reason,
-            "items_per_s": s.items_per_s,
-            "elapsed_s": s.elapsed_s,
-            "latency_p50_ms": total["p50"],
-            "latency_p95_ms": total["p95"],
-            "latency_p99_ms": total["p99"],
-            "grade_count": s.grade_count,
-            "grade_mean": s.grade_mean,
-            "grade_lowest": s.grade_lowest,
-            "grade_weakest": s.grade_weakest,
-            "grade_warning": s.grade_warning,
-        }
+        # the snapshot without the simulator's ground truth, latency as the total's quantiles
+        stats = {k: v for k, v in asdict(s).items() if k != "latency_ms" and not k.startswith("truth_")}
+        stats |= {f"latency_{quantile}_ms": ms for quantile, ms in s.latency_ms["total"].items()}
         status = {
             "running": True,
             "site": self.context.site,
